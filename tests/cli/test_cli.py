@@ -1,0 +1,95 @@
+"""The `dynllm-tui` command: import, status, errors as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dynllm_tui.cli import EXIT_ERROR, main
+from tests.conftest import DEMO_SLICE, REPO
+
+CLI = [sys.executable, "-m", "dynllm_tui.cli"]
+
+
+def test_import_then_status_json(tmp_path, capsys):
+    db = tmp_path / "ws.db"
+    assert main(["--db", str(db), "import", str(DEMO_SLICE), "--preset", "online-retail",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows_read"] == 29_790
+    assert summary["rows_kept"] + sum(summary["rows_rejected"].values()) == 29_790
+    assert summary["time_min"] == "2011-09-01T09:39:00Z"
+
+    assert main(["--db", str(db), "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    for key in ("users", "items", "interactions", "profiles", "runs", "imports"):
+        assert key in status
+    assert status["users"] == 200 and status["interactions"] == summary["rows_kept"]
+    assert status["profiles"] == 0 and status["runs"] == 0
+    (imp,) = status["imports"]
+    assert imp["file"] == str(DEMO_SLICE) and imp["preset"] == "online-retail"
+    assert len(imp["sha256"]) == 64
+    assert imp["rows_read"] == 29_790 and imp["rows_kept"] == summary["rows_kept"]
+    assert imp["rows_rejected"] == summary["rows_rejected"]
+
+
+def test_reimport_says_nothing_was_added(tmp_path, capsys):
+    db = tmp_path / "ws.db"
+    args = ["--db", str(db), "import", str(DEMO_SLICE), "--preset", "online-retail"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Already imported as import #1" in out and "nothing added" in out
+
+
+def test_human_summary_table(tmp_path, capsys):
+    assert main(["--db", str(tmp_path / "ws.db"), "import", str(DEMO_SLICE),
+                 "--preset", "online-retail"]) == 0
+    out = capsys.readouterr().out
+    for label in ("rows read", "rows kept", "rows rejected", "cancellation", "missing_user",
+                  "users (added / total)", "items (added / total)", "time span"):
+        assert label in out
+    assert "29,790" in out
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    """Run the real console entry point as a process: exit 2, one line on stderr."""
+    env = {**os.environ, "DYNLLM_DB": str(tmp_path / "env.db")}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    cases = [
+        (["import", str(tmp_path / "missing.csv")], "missing.csv: no such file"),
+        (["import", str(bad), "--map", "user=a", "--map", "item=b", "--map", "time=c"],
+         "no column 'c'"),
+        (["--db", str(bad), "status"], "not an SQLite database"),
+    ]
+    for args, expected in cases:
+        proc = subprocess.run([*CLI, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == EXIT_ERROR, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+        assert "Traceback" not in proc.stderr
+    # DYNLLM_DB chose the workspace: created by the first command, nothing imported into it.
+    assert Path(tmp_path / "env.db").exists()
+
+
+def test_db_option_and_env_select_the_workspace(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DYNLLM_DB", str(tmp_path / "env.db"))
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["workspace"] == str(tmp_path / "env.db")
+    assert main(["--db", str(tmp_path / "opt.db"), "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["workspace"] == str(tmp_path / "opt.db")
+
+
+def test_demo_builds_without_opening(tmp_path, capsys):
+    db = tmp_path / "demo.db"
+    assert main(["--db", str(db), "demo", "--no-open"]) == 0
+    assert main(["--db", str(db), "status", "--json"]) == 0
+    out = capsys.readouterr().out
+    status = json.loads(out[out.index("{\n"):])
+    assert status["users"] == 200 and status["imports"][0]["rows_read"] == 29_790

@@ -1,0 +1,108 @@
+"""The workspace file: location, WAL mode, schema version, migrations, atomic jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from storage.errors import ImportCancelled
+from storage.importer import run_import
+from storage.presets import preset_spec
+from storage.schema import APPLICATION_ID, SCHEMA_VERSION
+from storage.workspace import Workspace, default_workspace_path
+from tests.conftest import DEMO_SLICE, REPO, workspace_fingerprint
+
+
+def test_new_workspace_has_schema_wal_and_tables(tmp_path):
+    with Workspace.open(tmp_path / "sub" / "new.db") as ws:
+        assert ws.schema_version == SCHEMA_VERSION
+        assert ws.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert ws.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert {"imports", "rejects", "users", "items", "interactions"} <= set(ws.db.table_names())
+        assert ws.checkpoint_dir == tmp_path / "sub" / "new.checkpoints"
+
+
+def test_open_without_create_refuses_a_missing_workspace(tmp_path):
+    from storage.errors import WorkspaceError
+
+    with pytest.raises(WorkspaceError, match="no workspace there"):
+        Workspace.open(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_dynllm_db_selects_the_default_workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNLLM_DB", str(tmp_path / "env.db"))
+    assert default_workspace_path() == tmp_path / "env.db"
+    monkeypatch.delenv("DYNLLM_DB")
+    assert default_workspace_path().name == "workspace.db"
+
+
+def test_migrating_an_older_workspace_keeps_its_data(tmp_path):
+    """A version-0 file (an empty SQLite database) is migrated forward in one transaction."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    sqlite3.connect(db).close()
+    with Workspace.open(db) as ws:
+        assert ws.schema_version == SCHEMA_VERSION
+
+
+def test_cancel_rolls_back_everything(demo_workspace, online_retail_path):
+    before = workspace_fingerprint(demo_workspace)
+    seen = []
+
+    def cancel_after_first_chunk() -> bool:
+        seen.append(1)
+        return len(seen) > 1
+
+    spec = preset_spec("online-retail", online_retail_path)
+    with Workspace.open(demo_workspace) as ws, pytest.raises(ImportCancelled):
+        run_import(ws, spec, should_cancel=cancel_after_first_chunk)
+    assert len(seen) >= 2
+    assert workspace_fingerprint(demo_workspace) == before
+
+
+def test_a_killed_import_leaves_the_workspace_as_it_was(demo_workspace, online_retail_path):
+    """kill -9 in the middle of writing rows: SQLite's journal makes the import all-or-nothing."""
+    before = workspace_fingerprint(demo_workspace)
+    script = textwrap.dedent(f"""
+        import os, signal
+        from storage.importer import run_import
+        from storage.presets import preset_spec
+        from storage.workspace import Workspace
+
+        def progress(done, total, phase):
+            if phase == "writing" and done >= 200_000:
+                print("killing", done, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        with Workspace.open({str(demo_workspace)!r}) as ws:
+            run_import(ws, preset_spec("online-retail", {str(online_retail_path)!r}), progress)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "killing" in proc.stdout
+    # The WAL left behind holds only uncommitted frames; opening recovers to the old state.
+    assert os.path.exists(f"{demo_workspace}-wal")
+    with Workspace.open(demo_workspace) as ws:
+        assert ws.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert ws.conn.execute("SELECT count(*) FROM imports").fetchone()[0] == 1
+    assert workspace_fingerprint(demo_workspace)[1] == before[1]
+    # And the same import then runs to the end.
+    with Workspace.open(demo_workspace) as ws:
+        summary = run_import(ws, preset_spec("online-retail", online_retail_path))
+    assert summary.rows_read == 541_909 and not summary.already_imported
+
+
+def test_demo_slice_import_counts(demo_workspace_file):
+    with Workspace.open(demo_workspace_file, create=False) as ws:
+        read, kept = ws.conn.execute("SELECT rows_read, rows_kept FROM imports").fetchone()
+        users = ws.conn.execute("SELECT count(*) FROM users").fetchone()[0]
+    assert read == 29_790 and users == 200 and 27_000 < kept < read
+    assert DEMO_SLICE.with_name("SOURCE.md").read_text().count("CC BY 4.0") == 1

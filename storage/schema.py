@@ -96,5 +96,92 @@ def _v1_foundation(db: sqlite_utils.Database) -> None:
     db["interactions"].create_index(["user_id", "ts"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_foundation]
+def _v2_profiles(db: sqlite_utils.Database) -> None:
+    # One row per (user, as_of) snapshot; a failure keeps the raw answer and the error instead of
+    # an invented profile. List facets are JSON arrays.
+    db["profiles"].create(
+        {
+            "id": int,
+            "user_id": int,
+            "as_of": int,  # Unix seconds: made from interactions strictly before this time
+            "status": str,  # "ok" | "failed"
+            "crowd_segment": str,
+            "interests": str,
+            "preferred_categories": str,
+            "favored_brands": str,
+            "categories_source": str,  # "catalogue" | "derived_from_titles" | "unknown"
+            "brands_source": str,
+            "n_events": int,  # history size it was made from
+            "model": str,
+            "prompt_version": str,
+            "input_hash": str,  # history + prompt version + model: unchanged means skip
+            "raw": str,  # the model's answer as it came
+            "error": str,
+            "prompt_tokens": int,
+            "output_tokens": int,
+            "seconds": float,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"user_id", "as_of", "status", "model", "input_hash"},
+        foreign_keys=[("user_id", "users", "id")],
+    )
+    db["profiles"].create_index(["user_id", "as_of"], unique=True)
+    # Text vectors keyed by what was embedded, so a vector is recomputed only when its text is.
+    db["embeddings"].create(
+        {"kind": str, "key": str, "model": str, "text_hash": str, "dim": int, "vector": bytes},
+        pk=("kind", "key", "model"),
+        not_null={"text_hash", "dim", "vector"},
+    )
+
+
+def _v3_runs(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": int,
+            "created_at": str,
+            "finished_at": str,
+            "status": str,  # running | done | failed | cancelled
+            "config": str,  # JSON: every training parameter and ablation switch
+            "data_fingerprint": str,  # what the run was trained on (imports + profiles)
+            "device": str,
+            "epochs_done": int,
+            "best_epoch": int,
+            "history": str,  # JSON list: per-epoch loss and validation metrics
+            "test_metrics": str,  # JSON: metrics of the best checkpoint on the test part
+            "report": str,  # JSON: the model report (baselines and ablations side by side)
+            "checkpoint_path": str,
+            "error": str,
+            "seconds": float,
+            "active": int,  # 1 for the run whose recommendations the app shows
+        },
+        pk="id",
+        not_null={"created_at", "status", "config"},
+    )
+    db["recommendations"].create(
+        {"run_id": int, "user_id": int, "rank": int, "item_id": int, "score": float,
+         "bought_before": int},
+        pk=("run_id", "user_id", "rank"),
+        foreign_keys=[("run_id", "runs", "id"), ("user_id", "users", "id"),
+                      ("item_id", "items", "id")],
+    )
+    db["facet_weights"].create(
+        {"run_id": int, "user_id": int, "ts": int, "crowd_segment": float, "interests": float,
+         "categories": float, "brands": float},
+        foreign_keys=[("run_id", "runs", "id"), ("user_id", "users", "id")],
+    )
+    db["facet_weights"].create_index(["run_id", "user_id", "ts"])
+    db["memory_trace"].create(
+        {"run_id": int, "user_id": int, "ts": int, "norm": float, "drift": float, "x": float,
+         "y": float},
+        foreign_keys=[("run_id", "runs", "id"), ("user_id", "users", "id")],
+    )
+    db["memory_trace"].create_index(["run_id", "user_id", "ts"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_foundation,
+    _v2_profiles,
+    _v3_runs,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

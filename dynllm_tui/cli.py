@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return _open_app(args.db)
     except DynllmError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.OperationalError as exc:  # e.g. locked by a long write in another process
+        print(f"error: workspace {args.db or '(default)'}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was kept", file=sys.stderr)

@@ -59,6 +59,26 @@ def _build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="workspace summary: counts and imports")
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
+    prof = sub.add_parser(
+        "profiles", help="write time-stamped user profiles with the local LLM, embed them",
+        description="Profiles are made at calendar boundaries from each user's history strictly "
+        "before the boundary (plus a final one after the last event), committed one by one: "
+        "Ctrl-C or kill, then rerun to resume; unchanged snapshots are skipped.",
+    )
+    prof.add_argument("--llm", default="smollm2", metavar="NAME|PATH",
+                      help="packaged model (smollm2, gemma3-270m) or a .gguf file")
+    prof.add_argument("--chat-format", help="llama.cpp chat format for a GGUF without template")
+    prof.add_argument("--every", default="month", choices=["week", "month", "quarter"])
+    prof.add_argument("--min-new", type=int, metavar="N",
+                      help="interactions a history must grow by before a new snapshot "
+                      "(default 20, about one Online Retail order)")
+    prof.add_argument("--users", help="comma-separated user ids (default: all)")
+    prof.add_argument("--limit", type=int, metavar="N", help="only the N most active users")
+    prof.add_argument("--retry-failed", action="store_true",
+                      help="try again the snapshots whose answer was invalid")
+    prof.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
+    prof.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     export = sub.add_parser("export", help="write a run's recommendations or facet weights as CSV")
     export.add_argument("what", choices=["recommendations", "facets"])
     export.add_argument("out", metavar="OUT.csv")
@@ -79,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_import(args)
         if args.command == "status":
             return _cmd_status(args)
+        if args.command == "profiles":
+            return _cmd_profiles(args)
         if args.command == "export":
             return _cmd_export(args)
         if args.command == "demo":
@@ -93,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 @contextmanager
@@ -237,6 +262,30 @@ def _cmd_status(args: argparse.Namespace) -> int:
             )
         console.print(imports)
     return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from dynllm_tui.profiles_job import profiles_job
+
+    users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
+    with _progress_bar("profiles") as bar, _cancel_on_sigint() as cancel:
+        summary = profiles_job(
+            args.db, llm=args.llm, chat_format=args.chat_format, every=args.every,
+            min_new=args.min_new, users=users, limit=args.limit,
+            retry_failed=args.retry_failed, embed=not args.no_embed, progress=bar,
+            cancel=cancel,
+        )
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print(
+            f"profiles: {summary.made} made, {summary.failed} failed, {summary.skipped} "
+            f"unchanged (of {summary.planned} planned) with {summary.model}; "
+            f"{summary.seconds_per_profile:.2f} s per profile; "
+            f"embedded {sum(summary.embedded.values())} texts; {summary.seconds:.1f} s"
+            + ("; cancelled: rerun to resume" if summary.cancelled else "")
+        )
+    return EXIT_INTERRUPTED if summary.cancelled else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -165,20 +165,6 @@ def file_sha256(paths: list[Path] | tuple[Path, ...]) -> str:
     return digest.hexdigest()
 
 
-def _norm_id(value: object) -> str:
-    """Ids as text; '17850.0' (a float written by a spreadsheet or pandas) becomes '17850'."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if value != value:
-            return ""
-        return str(int(value)) if value.is_integer() else repr(value)
-    text = str(value).strip()
-    if text.endswith(".0") and text[:-2].isdigit():
-        return text[:-2]
-    return text
-
-
 def _check_columns(table: Table, wanted: dict[str, str], what: str) -> None:
     missing = [(f, c) for f, c in wanted.items() if c not in table.columns]
     if missing:
@@ -188,13 +174,6 @@ def _check_columns(table: Table, wanted: dict[str, str], what: str) -> None:
             f"no column {column!r} for {what} {field_name!r}; columns found: "
             f"{', '.join(table.columns)}",
         )
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def _text_column(column: pa.ChunkedArray) -> pa.ChunkedArray:

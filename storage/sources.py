@@ -33,14 +33,12 @@ csv.field_size_limit(1 << 24)
 
 @dataclass
 class Table:
-    """An open input table. Iterate `rows()` once; `progress()` tells how far it got."""
+    """An open input table whose header has been read; `rows()` iterates the records."""
 
     path: Path
     fmt: str
     columns: list[str]
     rows: Callable[[], Iterator[tuple[int, list]]]
-    total: int  # bytes (text formats) or rows (Parquet), for progress bars
-    progress: Callable[[], int]
     line_word: str = "line"  # how error messages call a record: "line" or "row"
 
 
@@ -80,25 +78,11 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-class _ByteCounter:
-    """Wraps the raw file so progress can be reported in compressed bytes read."""
-
-    def __init__(self, raw: io.BufferedReader) -> None:
-        self.raw = raw
-
-    def tell(self) -> int:
-        try:
-            return self.raw.tell()
-        except (ValueError, OSError):
-            return 0
-
-
-def _open_binary(path: Path) -> tuple[io.BufferedIOBase, _ByteCounter]:
+def _open_binary(path: Path) -> io.BufferedIOBase:
     raw = path.open("rb")
-    counter = _ByteCounter(raw)
     if _is_gzip(path):
-        return gzip.GzipFile(fileobj=raw), counter  # type: ignore[return-value]
-    return raw, counter
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw
 
 
 def _read_errors(path: Path, line: int | None) -> Callable[[Exception], InputError]:
@@ -117,7 +101,7 @@ def _read_errors(path: Path, line: int | None) -> Callable[[Exception], InputErr
 
 def _first_bad_utf8_line(path: Path) -> tuple[int, str]:
     """Slow path for the error message only: find the first line that is not UTF-8."""
-    binary, _ = _open_binary(path)
+    binary = _open_binary(path)
     with binary:
         for number, raw in enumerate(binary, start=1):
             try:
@@ -131,12 +115,12 @@ def _first_bad_utf8_line(path: Path) -> tuple[int, str]:
 def _open_text(path: Path, fmt: str) -> Table:
     delimiter = "\t" if fmt == "tsv" else ","
 
-    def text_stream() -> tuple[io.TextIOWrapper, _ByteCounter]:
-        binary, counter = _open_binary(path)
-        return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline=""), counter
+    def text_stream() -> io.TextIOWrapper:
+        return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors="strict",
+                                newline="")
 
     # Read the header eagerly so that a bad header or a wrong --map fails before any writing.
-    binary, _ = _open_binary(path)
+    binary = _open_binary(path)
     with binary:
         try:
             head = binary.readline()
@@ -159,16 +143,8 @@ def _open_text(path: Path, fmt: str) -> Table:
         if any(not c for c in columns):
             raise InputError(path, "the header has an empty column name", line=1)
 
-    total = path.stat().st_size
-    position = {"counter": None}
-
-    def progress() -> int:
-        counter = position["counter"]
-        return counter.tell() if counter is not None else 0
-
     def rows() -> Iterator[tuple[int, list]]:
-        stream, counter = text_stream()
-        position["counter"] = counter
+        stream = text_stream()
         line = 1
         with stream:
             try:
@@ -199,7 +175,7 @@ def _open_text(path: Path, fmt: str) -> Table:
             except (EOFError, OSError, zlib.error) as exc:
                 raise _read_errors(path, line)(exc) from None
 
-    return Table(path, fmt, columns, rows, total, progress)
+    return Table(path, fmt, columns, rows)
 
 
 def _jsonl_columns(path: Path, first: str) -> list[str]:
@@ -238,8 +214,6 @@ def _open_parquet(path: Path) -> Table:
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(path, f"not a Parquet file ({exc})") from None
     columns = list(schema.names)
-    total = parquet.metadata.num_rows
-    done = {"rows": 0}
 
     def rows() -> Iterator[tuple[int, list]]:
         row = 0
@@ -252,18 +226,17 @@ def _open_parquet(path: Path) -> Table:
                 for record in zip(*values, strict=True):
                     row += 1
                     yield row, list(record)
-                done["rows"] = row
         except (pa.ArrowException, OSError) as exc:
             raise InputError(
                 path, f"unreadable Parquet data ({exc})", line=row + 1, line_word="row"
             ) from None
 
-    return Table(path, "parquet", columns, rows, total, lambda: done["rows"], line_word="row")
+    return Table(path, "parquet", columns, rows, line_word="row")
 
 
 def _count_line_ends(path: Path) -> tuple[int, bool]:
     """(number of b"\\n", whether the file ends with one), streaming through any gzip layer."""
-    binary, _ = _open_binary(path)
+    binary = _open_binary(path)
     count, last = 0, b""
     with binary:
         try:

@@ -1,86 +1,140 @@
-"""The Textual app. A thin layer: screens call headless queries and jobs, never SQL or torch."""
+"""The Textual app. A thin layer: screens call headless queries (`storage.browse`) and jobs from
+thread workers, never SQL or torch on the UI thread.
+
+Sections are Textual modes, each with its own screen stack (Users keeps its place while a user's
+detail is open on top of it). Key bindings come from `dynllm_tui.ui.keys` and can be remapped in
+the config file (`dynllm_tui.ui.config`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
 
-from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
-from storage.queries import workspace_status
-from storage.workspace import Workspace
-
-
-def load_status(db: str | None) -> dict[str, Any]:
-    with Workspace.open(db) as ws:
-        return workspace_status(ws)
+from dynllm_tui.ui.config import UiConfig, load_config
+from dynllm_tui.ui.home.home_screen import HomeScreen
+from dynllm_tui.ui.keys import KEYS, bindings, effective_keys
+from dynllm_tui.ui.reader import WorkspaceReader
+from dynllm_tui.ui.runs.runs_screen import RunsScreen
+from dynllm_tui.ui.training.training_screen import TrainingScreen
+from dynllm_tui.ui.users.users_screen import UsersScreen
+from storage.errors import DynllmError
 
 
 class WorkbenchApp(App[None]):
-    """Home screen: the workspace summary and its imports (more screens come with the UI)."""
+    """The workbench: Home, Users (and a user's detail), Runs, Training; Export and Help on top."""
 
     TITLE = "dynllm-tui"
+    BINDINGS = bindings("app")
+    MODES = {"home": HomeScreen, "users": UsersScreen, "runs": RunsScreen,
+             "training": TrainingScreen}
+    DEFAULT_MODE = "home"
     CSS = """
-    #summary { padding: 1 2; height: auto; }
-    #imports { height: 1fr; }
+    Screen { layers: base overlay; }
+    DataTable { scrollbar-size-vertical: 1; }
     """
-    BINDINGS = [
-        Binding("r", "refresh", "Refresh"),
-        Binding("q", "quit", "Quit"),
-    ]
 
-    def __init__(self, db: str | None = None) -> None:
+    def __init__(self, db: str | None = None, config: UiConfig | None = None) -> None:
         super().__init__()
         self.db = db
+        self.config = config if config is not None else load_config()
+        self.reader = WorkspaceReader(db)
+        self.users_search = ""  # the Users screen's current search (export "search result")
+        self.workspace_name = Path(db).name if db else ""
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical():
-            yield Static("Loading workspace…", id="summary")
-            yield DataTable(id="imports", cursor_type="row")
-        yield Footer()
+    # --- start and stop -----------------------------------------------------------------
 
     def on_mount(self) -> None:
-        table = self.query_one("#imports", DataTable)
-        table.add_columns("#", "file", "preset", "rows read", "kept", "rejected", "imported at")
-        self.action_refresh()
+        self.set_keymap(self.config.keymap)
+        for name in (self.config.dark_theme, self.config.light_theme):
+            if name not in self.available_themes:
+                self.config.warnings.append(f"unknown theme {name!r}: using the default")
+        if self.config.dark_theme not in self.available_themes:
+            self.config.dark_theme = "textual-dark"
+        if self.config.light_theme not in self.available_themes:
+            self.config.light_theme = "textual-light"
+        self.theme = self.config.start_theme
+        for warning in self.config.warnings:
+            self.notify(warning, title="Config", severity="warning", timeout=10)
 
-    def action_refresh(self) -> None:
-        self.load_summary()
+    def on_unmount(self) -> None:
+        self.reader.close()
 
-    @work(thread=True, exclusive=True)
-    def load_summary(self) -> None:
-        try:
-            status = load_status(self.db)
-        except Exception as exc:  # shown, never a crash
-            self.call_from_thread(self.notify, str(exc), title="Workspace", severity="error")
+    # --- keys ---------------------------------------------------------------------------
+
+    def key_display(self, binding_id: str) -> str:
+        """The key in force for a binding id, as the footer writes it ('?' not 'question_mark')."""
+        keys = effective_keys(self._keymap)[binding_id].split(",")[0]
+        return self.get_key_display(Binding(keys, ""))
+
+    # --- actions ------------------------------------------------------------------------
+
+    def action_go(self, mode: str) -> None:
+        if isinstance(self.screen, Screen) and self.screen.is_modal:
+            self.pop_screen()
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def action_export(self) -> None:
+        from dynllm_tui.ui.export.export_modal import ExportModal
+
+        if isinstance(self.screen, ExportModal):
             return
-        self.call_from_thread(self.show_status, status)
+        if self.screen.is_modal:
+            self.pop_screen()
+        user = getattr(self.screen, "external_id", None)
+        self.push_screen(ExportModal(user=user, search=self.users_search,
+                                     prefer_search=isinstance(self.screen, UsersScreen)))
 
-    def show_status(self, status: dict[str, Any]) -> None:
-        self.sub_title = status["workspace"]
-        if status["interactions"]:
-            text = (
-                f"[b]{status['users']:,}[/b] users · [b]{status['items']:,}[/b] items · "
-                f"[b]{status['interactions']:,}[/b] interactions · "
-                f"{status['profiles']:,} profiles · {status['runs']:,} runs\n"
-                f"time span {status['time_min']} .. {status['time_max']}"
-            )
+    def action_help(self) -> None:
+        from dynllm_tui.ui.help.help_screen import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        dark = self.theme == self.config.dark_theme or self.current_theme.dark
+        self.theme = self.config.light_theme if dark else self.config.dark_theme
+
+    def action_refresh_screen(self) -> None:
+        refresh = getattr(self.screen, "refresh_data", None)
+        if refresh is not None:
+            refresh()
+
+    def show_error(self, title: str, exc: BaseException) -> None:
+        """Errors from workers: one notification, never a crash."""
+        if isinstance(exc, DynllmError):
+            message = str(exc)
         else:
-            text = (
-                "This workspace is empty. Import data with\n"
-                "  dynllm-tui import FILE --preset online-retail\n"
-                "or build the demo with  dynllm-tui demo"
-            )
-        self.query_one("#summary", Static).update(text)
-        table = self.query_one("#imports", DataTable)
-        table.clear()
-        for imp in status["imports"]:
-            table.add_row(
-                str(imp["id"]), imp["file"].rsplit("/", 1)[-1], imp["preset"],
-                f"{imp['rows_read']:,}", f"{imp['rows_kept']:,}",
-                f"{sum(imp['rows_rejected'].values()):,}", imp["imported_at"],
-            )
+            message = f"{type(exc).__name__}: {exc}"
+            self.log.error(title, exc)
+        self.notify(message, title=title, severity="error", timeout=10)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed outside its own error handling: still a message, not a crash."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.show_error("Background task", event.worker.error)
+
+    # --- command palette ----------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every action of the app and of the screen the palette was opened on."""
+        scope = getattr(screen, "SCOPE", "app")
+        keys = effective_keys(self._keymap)
+        for spec in KEYS:
+            if not spec.palette or spec.scope not in ("app", scope):
+                continue
+            key = self.get_key_display(Binding(keys[spec.id].split(",")[0], ""))
+            yield SystemCommand(spec.description, f"key {key} · {spec.id}",
+                                partial(screen.run_action, spec.action))
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours is above, with its remappable key
+                yield command

@@ -189,6 +189,13 @@ class UsersPage:
     total: int  # users matching the search
     offset: int
     attribute_label: str  # what the attribute column holds ("country", ...)
+    version: str = ""  # data_version() the page was read at
+
+
+def data_version(ws: Workspace) -> str:
+    """Changes whenever users, interactions or profiles change (cheap: a few index look-ups),
+    so that a screen can tell whether what it shows is stale."""
+    return _stats_key(ws)
 
 
 def _stats_key(ws: Workspace) -> str:
@@ -282,7 +289,8 @@ def users_page(
         "LIMIT ? OFFSET ?",
         (*params, limit, offset),
     ).fetchall()
-    return UsersPage([UserRow(*r) for r in rows], total, offset, label)
+    version = dict(ws.conn.execute("SELECT name, value FROM temp.browse_meta"))["stats_key"]
+    return UsersPage([UserRow(*r) for r in rows], total, offset, label, version)
 
 
 def search_user_ids(ws: Workspace, search: str) -> list[str]:

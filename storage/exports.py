@@ -78,6 +78,11 @@ def atomic_csv(path: str | Path) -> Iterator[csv.writer]:
         raise ExportError(f"{target}: the folder {folder} is not writable ({exc.strerror})") \
             from None
     try:
+        # mkstemp makes the file private (0600); an export is meant to be shared like any file
+        # the user writes, so it gets the usual mode under the user's umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as fh:
             yield csv.writer(fh)
         os.replace(temporary, target)

@@ -10,7 +10,9 @@ from storage.workspace import Workspace
 
 
 def _count(ws: Workspace, table: str) -> int:
-    if not ws.db[table].exists():
+    exists = ws.conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if not exists:
         return 0
     return ws.conn.execute(f"SELECT count(*) FROM [{table}]").fetchone()[0]
 

@@ -7,8 +7,10 @@ append a new one, so that every older workspace walks the same path forward.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # "DYNL" as a big-endian int: lets us tell our workspaces from other SQLite files.
 APPLICATION_ID = 0x44594E4C

@@ -11,11 +11,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from storage.errors import WorkspaceError
 from storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -50,7 +52,17 @@ class Workspace:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db: sqlite_utils.Database | None = None
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, made on first use: importing sqlite-utils
+        imports pandas when it is installed (~0.3 s), which the app's start-up should not pay."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -138,6 +150,8 @@ def _check_identity(path: Path, conn: sqlite3.Connection, version: int, app_id: 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Apply each migration after `version` in one transaction, so a failure changes nothing."""
+    import sqlite_utils
+
     conn.execute("BEGIN IMMEDIATE")
     try:
         db = sqlite_utils.Database(conn)

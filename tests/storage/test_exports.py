@@ -131,3 +131,13 @@ def test_neutralise():
     assert neutralise("@SUM(A1)") == "'@SUM(A1)"
     assert neutralise("\tx") == "'\tx"
     assert neutralise("plain") == "plain" and neutralise(-3.5) == -3.5
+
+
+def test_export_gets_the_usual_file_mode(workspace_with_run, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with Workspace.open(workspace_with_run) as ws:
+            export_recommendations(ws, tmp_path / "shared.csv", k=1)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "shared.csv").stat().st_mode & 0o777 == 0o644

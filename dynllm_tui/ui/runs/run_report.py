@@ -1,0 +1,79 @@
+"""Runs: the selected run's settings and its model report (the run beside baselines and
+ablations, per protocol), or its test metrics where no report was stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from dynllm_tui.ui.formatting import metric
+from storage.browse import RunSummary
+
+REPORT_COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
+CONFIG_KEYS = ("epochs", "batch_size", "lr", "seed", "device", "ablation", "use_profiles")
+
+
+class RunReport(Vertical):
+    DEFAULT_CSS = """
+    RunReport { height: 1fr; border: round $primary-darken-2; border-title-color: $text-accent; }
+    RunReport #run-config { height: auto; padding: 0 1; }
+    RunReport DataTable { height: 1fr; }
+    """
+
+    def compose(self) -> Iterable[Any]:
+        yield Static(id="run-config")
+        yield DataTable(id="report", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.border_title = "Report"
+        self.query_one(DataTable).add_columns("method", "protocol", *REPORT_COLUMNS)
+
+    def show(self, run: RunSummary | None) -> None:
+        config = self.query_one("#run-config", Static)
+        table = self.query_one(DataTable)
+        table.clear()
+        if run is None:
+            self.border_title = "Report"
+            config.update("")
+            return
+        self.border_title = f"Run #{run.id} · {run.model} · {run.status}"
+        settings = ", ".join(f"{k}={run.config[k]}" for k in CONFIG_KEYS if k in run.config)
+        lines = [settings or "settings: —"]
+        if run.best_epoch is not None:
+            lines.append(f"best epoch {run.best_epoch} of {run.epochs_done or '?'}"
+                         + (f" · {run.seconds:,.0f} s" if run.seconds else ""))
+        if run.error:
+            lines.append(f"[red]{escape(run.error)}[/red]")
+        rows = run.report or self._rows_from_metrics(run)
+        if not rows:
+            lines.append("No test metrics stored for this run.")
+        config.update("\n".join(lines))
+        best = {  # best value per protocol and column, marked with *
+            (p, c): max((r[c] for r in rows if r.get("protocol", "full") == p
+                         and isinstance(r.get(c), int | float)), default=None)
+            for p in {r.get("protocol", "full") for r in rows} for c in REPORT_COLUMNS
+        }
+        for r in rows:
+            protocol = r.get("protocol", "full")
+            cells = []
+            for c in REPORT_COLUMNS:
+                value = r.get(c)
+                text = metric(value) if isinstance(value, int | float) else "—"
+                star = value is not None and len(rows) > 1 and value == best[protocol, c]
+                cells.append(Text(text + ("*" if star else " "), justify="right",
+                                  style="bold" if star else ""))
+            table.add_row(str(r.get("method", run.model)), str(protocol), *cells)
+
+    @staticmethod
+    def _rows_from_metrics(run: RunSummary) -> list[dict[str, Any]]:
+        metrics = run.test_metrics
+        if not metrics:
+            return []
+        if all(isinstance(v, dict) for v in metrics.values()):
+            return [{"method": run.model, "protocol": p, **m} for p, m in metrics.items()]
+        return [{"method": run.model, "protocol": "full", **metrics}]

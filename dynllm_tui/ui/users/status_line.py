@@ -1,0 +1,21 @@
+"""Users: one line saying how many users match, how they are sorted, how many are loaded."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+SORT_LABELS = {"events": "events", "first": "first purchase", "last": "last purchase",
+               "id": "customer id"}
+
+
+class StatusLine(Static):
+    DEFAULT_CSS = """
+    StatusLine { height: 1; padding: 0 1; color: $text-muted; }
+    """
+
+    def show(self, *, total: int, loaded: int, search: str, sort: str, descending: bool,
+             loading: bool = False) -> None:
+        what = f"{total:,} users" + (f" matching {search!r}" if search.strip() else "")
+        order = f"by {SORT_LABELS[sort]} {'▼' if descending else '▲'}"
+        more = " · loading…" if loading else ""
+        self.update(f"{what} · {order} · {loaded:,} loaded{more}")

@@ -1,0 +1,194 @@
+"""Users: search as you type, sort by events / first / last purchase / id, open a user.
+
+Pages of 100 users come from `storage.browse.users_page` (SQL LIMIT/OFFSET over an indexed
+statistics table), the next one when the cursor nears the end of what is loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual import on, work
+from textual.timer import Timer
+from textual.widgets import DataTable, Input
+from textual.worker import get_current_worker
+
+from dynllm_tui.ui.common.base_screen import WorkbenchScreen
+from dynllm_tui.ui.keys import bindings
+from dynllm_tui.ui.users.search_bar import SearchBar
+from dynllm_tui.ui.users.status_line import StatusLine
+from dynllm_tui.ui.users.users_table import SORTABLE, UsersTable
+from storage.browse import UsersPage, data_version, users_page
+
+PAGE = 100
+SORT_CYCLE = ("events", "last", "first", "id")
+DEFAULT_DESCENDING = {"events": True, "last": True, "first": False, "id": False}
+
+
+class UsersScreen(WorkbenchScreen):
+    SCOPE = "users"
+    SECTION = "users"
+    BINDINGS = bindings("users")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.search = ""
+        self.sort = "events"
+        self.descending = True
+        self.total = 0
+        self.loading = False
+        self.generation = 0
+        self.version = ""
+        self._debounce: Timer | None = None
+
+    def compose_body(self) -> Iterable[Any]:
+        yield SearchBar(id="search")
+        yield StatusLine("Loading users…", id="status")
+        yield UsersTable(id="users")
+
+    def on_mount(self) -> None:
+        self.query_one(UsersTable).focus()
+        self.reload()
+
+    def refresh_data(self) -> None:
+        self.reload(rebuild=True)
+
+    def on_screen_resume(self) -> None:
+        if self.version:  # back from a user or another section: reload only if data changed
+            self.check_version(self.version)
+
+    @work(thread=True, exclusive=True, group="version", exit_on_error=False)
+    def check_version(self, version: str) -> None:
+        try:
+            current = self.fetch(data_version)
+        except Exception as exc:
+            self.fail("Users", exc)
+            return
+        if current != version:
+            self.deliver(self.reload)
+
+    # --- loading ------------------------------------------------------------------------
+
+    def reload(self, rebuild: bool = False) -> None:
+        self.generation += 1
+        self.loading = True
+        self._status()
+        self.load_page(self.generation, 0, self.search, self.sort, self.descending, rebuild)
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def load_page(self, generation: int, offset: int, search: str, sort: str, descending: bool,
+                  rebuild: bool = False) -> None:
+        try:
+            page = self.fetch(users_page, search=search, sort=sort, descending=descending,
+                              offset=offset, limit=PAGE, rebuild=rebuild)
+        except Exception as exc:
+            self.fail("Users", exc)
+            self.deliver(self._failed, generation)
+            return
+        if not get_current_worker().is_cancelled:
+            self.deliver(self.show_page, generation, page)
+
+    def _failed(self, generation: int) -> None:
+        if generation == self.generation:
+            self.loading = False
+            self._status()
+
+    def show_page(self, generation: int, page: UsersPage) -> None:
+        if generation != self.generation:
+            return  # an older search or sort
+        table = self.query_one(UsersTable)
+        if page.offset == 0:
+            table.reset(page.attribute_label, self.sort, self.descending)
+        if page.offset == table.row_count:
+            table.append(page.rows)
+        self.total = page.total
+        self.version = page.version
+        self.loading = False
+        self._status()
+
+    def _status(self) -> None:
+        self.query_one(StatusLine).show(
+            total=self.total, loaded=self.query_one(UsersTable).row_count, search=self.search,
+            sort=self.sort, descending=self.descending, loading=self.loading)
+
+    @on(UsersTable.NearEnd)
+    def load_more(self) -> None:
+        table = self.query_one(UsersTable)
+        loaded = table.row_count
+        if self.loading or loaded >= self.total or not table.is_near_end():
+            return
+        self.loading = True
+        self.load_page(self.generation, loaded, self.search, self.sort, self.descending)
+
+    # --- search -------------------------------------------------------------------------
+
+    @on(Input.Changed, "#search")
+    def search_changed(self, event: Input.Changed) -> None:
+        if event.value == self.search:
+            return
+        self.search = event.value
+        self.workbench.users_search = event.value
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(0.2, self.reload)
+
+    @on(Input.Submitted, "#search")
+    def search_submitted(self) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+            self._debounce = None
+            self.reload()
+        self.query_one(UsersTable).focus()
+
+    def action_focus_search(self) -> None:
+        self.query_one(SearchBar).focus()
+
+    def action_clear_search(self) -> None:
+        search = self.query_one(SearchBar)
+        if search.value:
+            if self._debounce is not None:
+                self._debounce.stop()
+            self.search = self.workbench.users_search = ""
+            search.value = ""
+            self.reload()
+        self.query_one(UsersTable).focus()
+
+    # --- sort ---------------------------------------------------------------------------
+
+    def set_sort(self, sort: str, descending: bool | None = None) -> None:
+        self.sort = sort
+        self.descending = DEFAULT_DESCENDING[sort] if descending is None else descending
+        self.reload()
+
+    def action_cycle_sort(self) -> None:
+        self.set_sort(SORT_CYCLE[(SORT_CYCLE.index(self.sort) + 1) % len(SORT_CYCLE)])
+
+    def action_reverse_sort(self) -> None:
+        self.set_sort(self.sort, not self.descending)
+
+    @on(DataTable.HeaderSelected)
+    def header_selected(self, event: DataTable.HeaderSelected) -> None:
+        sort = SORTABLE.get(str(event.column_key.value))
+        if sort is None:
+            return
+        if sort == self.sort:
+            self.action_reverse_sort()
+        else:
+            self.set_sort(sort)
+
+    # --- open ---------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected)
+    def row_selected(self) -> None:
+        self.action_open_user()
+
+    def action_open_user(self) -> None:
+        if self.focused is not None and isinstance(self.focused, Input):
+            self.search_submitted()
+            return
+        user = self.query_one(UsersTable).user_at_cursor()
+        if user is None:
+            return
+        from dynllm_tui.ui.user_detail.user_detail_screen import UserDetailScreen
+
+        self.app.push_screen(UserDetailScreen(*user))

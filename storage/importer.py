@@ -262,16 +262,18 @@ def _iso_times_by_arrow(column: pa.ChunkedArray, needed: np.ndarray) -> np.ndarr
     plain ISO (Unix numbers, fractions, mixed zones), and the careful path takes over."""
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return None
-    rows = np.flatnonzero(needed)
-    cells = column.take(pa.array(rows))
-    out = np.zeros(len(column), dtype=np.int64)
-    for unit in (pa.timestamp("s"), pa.timestamp("s", tz="UTC")):
-        try:
-            parsed = pc.cast(cells, unit)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-        out[rows] = pc.cast(parsed, pa.int64()).to_numpy()
-        return out
+    # Usually every cell is a time: parse the whole column without gathering the needed rows.
+    for cells, rows in ((column, None), (column.take(pa.array(np.flatnonzero(needed))), needed)):
+        for unit in (pa.timestamp("s"), pa.timestamp("s", tz="UTC")):
+            try:
+                parsed = pc.cast(pc.cast(cells, unit), pa.int64()).to_numpy()
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            if rows is None:
+                return parsed
+            out = np.zeros(len(column), dtype=np.int64)
+            out[rows] = parsed
+            return out
     return None
 
 

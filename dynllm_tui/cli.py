@@ -71,7 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--every", default="month", choices=["week", "month", "quarter"])
     prof.add_argument("--min-new", type=int, metavar="N",
                       help="interactions a history must grow by before a new snapshot "
-                      "(default 20, about one Online Retail order)")
+                      "(default 60, about three Online Retail orders)")
     prof.add_argument("--users", help="comma-separated user ids (default: all)")
     prof.add_argument("--limit", type=int, metavar="N", help="only the N most active users")
     prof.add_argument("--retry-failed", action="store_true",

@@ -451,28 +451,27 @@ def _classify(
     # Duplicates: the same user, item, time, quantity, price and basket as an earlier row of this
     # file or of an earlier import; the first occurrence is kept.
     candidates = np.flatnonzero(reason == 0)
-    picked = pa.array(candidates)
     n_old = existing.num_rows if existing is not None else 0
-    new_basket = (basket.take(picked) if basket is not None
-                  else pa.chunked_array([pa.nulls(len(candidates), pa.string())]))
+    no_basket = pa.chunked_array([pa.nulls(n, pa.string())])
 
-    def stacked(name: str, new):
+    def key(name: str, column: pa.ChunkedArray | np.ndarray):
+        """This import's candidates, after the earlier imports' keys when there are any."""
+        if isinstance(column, np.ndarray):
+            mine = column[candidates]
+            if existing is None:
+                return mine
+            old = existing.column(name).to_numpy(zero_copy_only=False).astype(mine.dtype)
+            return np.concatenate([old, mine])
         if existing is None:
-            return new
-        old = existing.column(name)
-        if isinstance(new, np.ndarray):
-            return np.concatenate([old.to_numpy(zero_copy_only=False).astype(new.dtype), new])
-        return pa.chunked_array(old.chunks + new.chunks, pa.string())
+            # Integer codes of the whole column, then gathered: cheaper than gathering strings.
+            encoded = pc.dictionary_encode(pc.fill_null(column, "")).combine_chunks()
+            return encoded.indices.to_numpy()[candidates]
+        mine = column.take(pa.array(candidates))
+        return pa.chunked_array(existing.column(name).chunks + mine.chunks, pa.string())
 
     duplicate = _duplicate_rows(
-        [
-            stacked("user", user.take(picked)),
-            stacked("item", item.take(picked)),
-            stacked("ts", ts[candidates]),
-            stacked("quantity", quantity[candidates]),
-            stacked("price", price[candidates]),
-            stacked("basket", new_basket),
-        ],
+        [key("user", user), key("item", item), key("ts", ts), key("quantity", quantity),
+         key("price", price), key("basket", basket if basket is not None else no_basket)],
         n_old,
     )[n_old:]
     reason[candidates[duplicate]] = _CODE["duplicate"]
@@ -745,8 +744,8 @@ def _write_items(conn, ent: _Entities, cmap: ColumnMap, side: _SideTable | None,
     latest = _last_per_group(ent.item_ids, ts)
     latest_titled = latest
     if rows.title is not None:
-        has_title = np.asarray(pc.not_equal(rows.title.take(pa.array(kept)), "")
-                               .to_numpy(zero_copy_only=False), dtype=bool)
+        has_title = np.asarray(pc.not_equal(rows.title, "").to_numpy(zero_copy_only=False),
+                               dtype=bool)[kept]
         if not has_title.all():
             latest_titled = _last_per_group(ent.item_ids, ts, has_title)
     existing = {

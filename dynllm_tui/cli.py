@@ -155,6 +155,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _rate_column_class():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Units per second (profiles/s, batches/s), or per-unit seconds when slower than 1/s."""
+
+        def render(self, task) -> Text:
+            speed = task.speed
+            if not speed:
+                return Text("")
+            return Text(f"{speed:.1f}/s" if speed >= 1 else f"{1 / speed:.1f} s each")
+
+    return RateColumn
+
+
 @contextmanager
 def _progress_bar(label: str) -> Iterator[Callable[[int, int, str], None]]:
     """A rich progress bar on a terminal; nothing when output is piped."""
@@ -162,11 +178,22 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int, str], None]]:
         yield lambda done, total, phase: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
+    rate_column = _rate_column_class()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[phase]}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TaskProgressColumn(), TextColumn("{task.fields[phase]}"),
+        rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
     ) as bar:
         task = bar.add_task(label, total=1, phase="")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from storage.browse import set_active_run
 from storage.errors import DynllmError
 from storage.profiles import load_embeddings
 from storage.workspace import Workspace
@@ -183,7 +184,8 @@ def train_job(
                seconds=round(time.perf_counter() - started, 2), finished_at=_now())
         if result.best_epoch is not None and result.model is not None:
             replay_into_workspace(ws, run_id, data, result.model)
-            set_active_run(ws, run_id)
+            if status == "done":
+                set_active_run(ws, run_id)
     return TrainSummary(run_id, status, len(result.epochs), result.best_epoch, result.test,
                         str(result.checkpoint) if result.checkpoint else None,
                         time.perf_counter() - started, data.profiles is not None, resolved)
@@ -224,11 +226,6 @@ def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model
                                            trace.norm.tolist(), trace.drift.tolist(),
                                            trace.xy.tolist(), strict=True)],
         )
-
-
-def set_active_run(ws: Workspace, run_id: int) -> None:
-    with ws.transaction() as conn:
-        conn.execute("UPDATE runs SET active = (id = ?)", (run_id,))
 
 
 def recommend(db_path: str | Path | None, user: str, *, k: int = 10,

@@ -21,6 +21,7 @@ from storage.errors import DynllmError
 from storage.profiles import (
     interaction_arrays,
     load_embeddings,
+    profile_states,
     save_embeddings,
     save_profile,
     stored_text_hashes,
@@ -122,10 +123,7 @@ def profiles_job(
         keep = np.ones(len(plan), dtype=bool) if chosen is None else np.isin(plan.user, chosen)
         todo = list(zip(plan.user[keep].tolist(), plan.as_of[keep].tolist(), strict=True))
         summary.planned = len(todo)
-        states = {
-            (u, a): (status, digest) for u, a, status, digest in ws.conn.execute(
-                "SELECT user_id, as_of, status, input_hash FROM profiles")
-        }
+        states = profile_states(ws)
         from models.profile_prompt import PROMPT_VERSION, input_hash
 
         model_name = _resolve(llm, chat_format).name  # checks the file; loads nothing yet

@@ -68,14 +68,6 @@ def user_history(ws: Workspace, user_id: int, before: int) -> list[HistoryEvent]
     return [HistoryEvent(*row) for row in rows]
 
 
-def catalogue_has(ws: Workspace) -> dict[str, bool]:
-    """Whether the catalogue carries categories and brands at all (Online Retail has neither)."""
-    row = ws.conn.execute(
-        "SELECT count(category), count(brand), count(*) FROM items"
-    ).fetchone()
-    return {"category": bool(row[0]), "brand": bool(row[1]), "items": bool(row[2])}
-
-
 def profile_states(ws: Workspace) -> dict[tuple[int, int], tuple[str, str]]:
     """(user_id, as_of) -> (status, input_hash) of every stored snapshot, for resuming."""
     return {
@@ -125,10 +117,6 @@ def user_profiles(ws: Workspace, user_id: int) -> list[dict[str, Any]]:
             record[key] = json.loads(record[key]) if record[key] else []
         out.append(record)
     return out
-
-
-def profile_counts(ws: Workspace) -> dict[str, int]:
-    return dict(ws.conn.execute("SELECT status, count(*) FROM profiles GROUP BY status"))
 
 
 def stored_text_hashes(ws: Workspace, kind: str, model: str) -> dict[str, str]:

@@ -57,16 +57,6 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     }
 
 
-def reject_samples(ws: Workspace, import_id: int, reason: str, limit: int = 5) -> list[dict]:
-    """A few rejected rows of one reason, for showing the analyst what was dropped and why."""
-    rows = ws.conn.execute(
-        "SELECT line, last_line, raw FROM rejects WHERE import_id = ? AND reason = ? "
-        "ORDER BY line LIMIT ?",
-        (import_id, reason, limit),
-    )
-    return [{"line": line, "last_line": last, "raw": raw} for line, last, raw in rows]
-
-
 def rejected_lines(ws: Workspace, import_id: int) -> dict[int, str]:
     """Every rejected line of an import with its reason (runs expanded)."""
     out: dict[int, str] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -25,6 +26,7 @@ from dynllm_tui.ui.runs.runs_screen import RunsScreen
 from dynllm_tui.ui.training.training_screen import TrainingScreen
 from dynllm_tui.ui.users.users_screen import UsersScreen
 from storage.errors import DynllmError
+from storage.workspace import default_workspace_path
 
 
 class WorkbenchApp(App[None]):
@@ -40,13 +42,22 @@ class WorkbenchApp(App[None]):
     DataTable { scrollbar-size-vertical: 1; }
     """
 
-    def __init__(self, db: str | None = None, config: UiConfig | None = None) -> None:
+    def __init__(self, db: str | None = None, config: UiConfig | None = None, *,
+                 build_demo: bool = False, demo_options: dict[str, Any] | None = None) -> None:
+        """`build_demo`: start building the demo workspace in `db` as soon as Home shows (what
+        `dynllm-tui demo` does, so the app opens at once and fills in as the build goes);
+        `demo_options`: extra keyword arguments of `jobs.demo_job` (epochs, profile_limit)."""
         super().__init__()
         self.db = db
         self.config = config if config is not None else load_config()
         self.reader = WorkspaceReader(db)
         self.users_search = ""  # the Users screen's current search (export "search result")
         self.workspace_name = Path(db).name if db else ""
+        self.build_demo_on_start = build_demo
+        self.demo_options: dict[str, Any] = dict(demo_options or {})
+        # The workspace's path as jobs and the training lock name it, known without opening
+        # it (the UI thread must not wait on the reader's connection).
+        self.db_path = str(Path(db).expanduser() if db else default_workspace_path())
 
     # --- start and stop -----------------------------------------------------------------
 
@@ -108,6 +119,14 @@ class WorkbenchApp(App[None]):
         refresh = getattr(self.screen, "refresh_data", None)
         if refresh is not None:
             refresh()
+
+    def data_changed(self) -> None:
+        """A job changed the workspace (a training finished, the demo grew): refresh the section
+        on screen. The others reload when shown again (Home, Runs and Training on resume, Users
+        when its data version moved), so a hidden screen does no work for nothing."""
+        screen = self.screen
+        if isinstance(screen, HomeScreen | RunsScreen):
+            screen.refresh_data()
 
     def show_error(self, title: str, exc: BaseException) -> None:
         """Errors from workers: one notification, never a crash."""

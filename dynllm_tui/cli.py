@@ -92,6 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "no_profiles or facet:NAME")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--resume", type=int, metavar="RUN", help="continue an interrupted run")
+    tr.add_argument("--exclude-bought", action="store_true",
+                    help="stored recommendations leave out items the user already bought")
     tr.add_argument("--json", action="store_true")
 
     ev = sub.add_parser("evaluate", help="model report of a run beside the baselines")
@@ -118,6 +120,11 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the demo workspace from the shipped Online Retail "
                           "slice, then open the app")
     demo.add_argument("--no-open", action="store_true", help="stop after building")
+    demo.add_argument("--profile-users", type=int, metavar="N",
+                      help="profile only the N most active customers (quicker; the others use "
+                      "the model's no-profile vector)")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, "
+                      "with early stopping)")
     return parser
 
 
@@ -172,8 +179,10 @@ def _rate_column_class():
 
 
 @contextmanager
-def _progress_bar(label: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar on a terminal; nothing when output is piped."""
+def _progress_bar(label: str, *, phases: bool = False
+                  ) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on a terminal; nothing when output is piped. With `phases`, each new
+    phase name restarts the bar, so its rate and ETA are the phase's own."""
     if not sys.stderr.isatty():
         yield lambda done, total, phase: None
         return
@@ -196,8 +205,13 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int, str], None]]:
         console=Console(stderr=True), transient=True,
     ) as bar:
         task = bar.add_task(label, total=1, phase="")
+        current = [None]
 
         def update(done: int, total: int, phase: str) -> None:
+            if phases and phase != current[0]:
+                current[0] = phase
+                bar.reset(task, total=max(total, 1), completed=done, phase=phase)
+                return
             bar.update(task, completed=done, total=max(total, 1), phase=phase)
 
         yield update
@@ -366,7 +380,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             args.db, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             device=args.device, seed=args.seed, no_profiles=args.no_profiles,
             ablation=args.ablation, resume=args.resume, patience=args.patience,
-            progress=progress, cancel=cancel,
+            exclude_bought=args.exclude_bought, progress=progress, cancel=cancel,
         )
     if args.json:
         print(json.dumps(summary.__dict__, indent=2, default=float))
@@ -430,13 +444,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from dynllm_tui.jobs import default_demo_workspace, demo_job
 
     db = args.db or default_demo_workspace()
-    with _progress_bar("demo: import") as bar, _cancel_on_sigint() as cancel:
-        summary = demo_job(db, progress=bar, cancel=cancel)
-    _print_summary(summary)
-    print(f"demo workspace: {db}", file=sys.stderr)
-    if args.no_open:
+    options = {"profile_limit": args.profile_users}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    if not args.no_open:
+        # The app opens at once and builds in a background worker, with progress on Home, so
+        # the analyst can browse what exists while profiles and training run.
+        from dynllm_tui.app import WorkbenchApp
+        from storage.workspace import Workspace
+
+        Workspace.open(db).close()  # a clear error here rather than inside the UI
+        WorkbenchApp(str(db), build_demo=True, demo_options=options).run()
         return 0
-    return _open_app(str(db))
+    with _progress_bar("demo", phases=True) as bar, _cancel_on_sigint() as cancel:
+        summary = demo_job(db, progress=bar, cancel=cancel, **options)
+    if summary.imported is not None and not summary.imported.already_imported:
+        _print_summary(summary.imported)
+    if summary.profiles is not None:
+        p = summary.profiles
+        print(f"profiles: {p.made} made, {p.skipped} already there, {p.failed} failed "
+              f"({p.seconds_per_profile:.2f} s each)")
+    if summary.training is not None:
+        t = summary.training
+        full = t.test.get("full", {})
+        print(f"run {t.run_id}: {t.status} after {t.epochs} epochs, test Recall@10 "
+              f"{full.get('recall@10', float('nan')):.4f}")
+    elif summary.run_id is not None:
+        print(f"run {summary.run_id} was already trained")
+    phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in summary.seconds.items())
+    print(f"demo workspace: {db} ({phases})", file=sys.stderr)
+    if summary.cancelled:
+        print("demo build stopped; run `dynllm-tui demo` again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def _open_app(db: str | None) -> int:

@@ -6,8 +6,11 @@ The CLI drives them with a progress bar; the UI runs them in thread workers. The
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from storage.importer import ImportSummary, run_import
 from storage.presets import preset_spec
@@ -62,14 +65,85 @@ def default_demo_workspace() -> Path:
     return Path(user_data_dir("dynllm-tui", appauthor=False)) / "demo.db"
 
 
+# The demo's profile policy: the slice spans four months, so monthly snapshots with at least
+# 100 new lines each give ~110 profiles (~4 min of LLM time on two cores) instead of ~200 under
+# the default 60, which keeps the whole build under ten minutes.
+DEMO_MIN_NEW = 100
+DEMO_EPOCHS = 15
+DEMO_PATIENCE = 4
+# 28k events: batches of 2048 would give only ~10 optimiser steps per epoch.
+DEMO_BATCH_SIZE = 512
+
+
+@dataclass
+class DemoSummary:
+    db: str
+    imported: ImportSummary | None = None
+    profiles: Any = None  # dynllm_tui.profiles_job.ProfilesSummary
+    training: Any = None  # dynllm_tui.train_job.TrainSummary, None when a run already existed
+    run_id: int | None = None
+    cancelled: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase
+
+
 def demo_job(
     db_path: str | Path | None,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
-) -> ImportSummary:
-    """Build the demo workspace. For now: import the shipped slice (profiles, training and replay
-    join this job as they land)."""
-    return import_job(
-        db_path or default_demo_workspace(), demo_data_path(), preset="online-retail",
-        progress=progress, cancel=cancel,
-    )
+    *,
+    profile_limit: int | None = None,
+    epochs: int = DEMO_EPOCHS,
+    min_new: int = DEMO_MIN_NEW,
+) -> DemoSummary:
+    """Build the demo workspace from the shipped slice: import, LLM profiles and their
+    embeddings, training, replay. `progress(done, total, phase)` names the phase ("import",
+    "profiles", "embeddings", "train", "replay"). Every phase resumes: a rerun after a cancel or
+    a crash skips the imported file, the stored profiles and a finished run.
+    `profile_limit` profiles only the most active users (tests use it to stay quick)."""
+    from dynllm_tui.profiles_job import profiles_job
+    from dynllm_tui.train_job import train_job
+
+    db = Path(db_path or default_demo_workspace())
+    db.parent.mkdir(parents=True, exist_ok=True)
+    summary = DemoSummary(str(db))
+    report = progress or (lambda done, total, phase: None)
+    stopped = cancel or (lambda: False)
+
+    def phase(name: str, fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            summary.seconds[name] = round(time.perf_counter() - started, 2)
+
+    summary.imported = phase("import", lambda: import_job(
+        db, demo_data_path(), preset="online-retail", progress=report, cancel=cancel))
+    if stopped():
+        summary.cancelled = True
+        return summary
+    summary.profiles = phase("profiles", lambda: profiles_job(
+        db, min_new=min_new, limit=profile_limit, progress=report, cancel=cancel))
+    if summary.profiles.cancelled or stopped():
+        summary.cancelled = True
+        return summary
+    with Workspace.open(db, create=False) as ws:
+        done = ws.conn.execute(
+            "SELECT id FROM runs WHERE status = 'done' ORDER BY id DESC LIMIT 1").fetchone()
+    if done is not None:  # a rerun of a finished demo: keep its run
+        summary.run_id = done[0]
+        return summary
+
+    def on_train(p: Any) -> None:
+        # Training reports models.training.Progress; the demo shows one bar over the epochs.
+        if p.stage == "epoch":
+            report(p.epoch, epochs, "train")
+        elif p.stage == "test":
+            report(p.batch, p.n_batches, "test")
+
+    summary.training = phase("train", lambda: train_job(
+        db, epochs=epochs, batch_size=DEMO_BATCH_SIZE, patience=DEMO_PATIENCE,
+        progress=on_train, cancel=cancel,
+        on_replay=lambda done, total: report(done, total, "replay")))
+    summary.run_id = summary.training.run_id
+    summary.cancelled = summary.training.status == "cancelled"
+    return summary

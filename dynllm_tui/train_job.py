@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dynllm_tui.train_lock import holds_train_lock
 from storage.browse import set_active_run
 from storage.errors import DynllmError
 from storage.profiles import load_embeddings
@@ -101,6 +102,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@holds_train_lock  # one training per workspace, visible to other processes
 def train_job(
     db_path: str | Path | None,
     *,
@@ -113,8 +115,10 @@ def train_job(
     ablation: str | None = None,
     resume: int | None = None,
     patience: int = 10,
+    exclude_bought: bool = False,
     progress: Callable[[Any], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    on_replay: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
     """Train (or resume run `resume`), record the run, replay the best model into the workspace."""
     from models.dynllm import DynLLMConfig
@@ -140,7 +144,8 @@ def train_job(
         config = {"model_name": "dynllm" + (f" ({ablation})" if ablation else ""),
                   "model": asdict(model_config), "train": asdict(train_config),
                   "with_profiles": data.profiles is not None,
-                  "item_text": data.item_text is not None}
+                  "item_text": data.item_text is not None,
+                  "exclude_bought": exclude_bought}
         resume_from = None
         if resume is not None:
             row = ws.conn.execute("SELECT checkpoint_path FROM runs WHERE id = ?",
@@ -183,7 +188,8 @@ def train_job(
                checkpoint_path=str(result.checkpoint) if result.checkpoint else None,
                seconds=round(time.perf_counter() - started, 2), finished_at=_now())
         if result.best_epoch is not None and result.model is not None:
-            replay_into_workspace(ws, run_id, data, result.model)
+            replay_into_workspace(ws, run_id, data, result.model, progress=on_replay,
+                                  exclude_bought=exclude_bought)
             if status == "done":
                 set_active_run(ws, run_id)
     return TrainSummary(run_id, status, len(result.epochs), result.best_epoch, result.test,
@@ -191,12 +197,16 @@ def train_job(
                         time.perf_counter() - started, data.profiles is not None, resolved)
 
 
-def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model) -> None:
-    """Run the model over the whole timeline and store its outputs for the app and exports."""
+def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model,
+                          progress: Callable[[int, int], None] | None = None,
+                          exclude_bought: bool = False) -> None:
+    """Run the model over the whole timeline and store its outputs for the app and exports;
+    `exclude_bought` leaves items each user already bought out of the stored top-K."""
     from models.replay import replay
 
     model.eval()
-    out = replay(model, data.log, data.profiles, k=REPLAY_K)
+    out = replay(model, data.log, data.profiles, k=REPLAY_K, progress=progress,
+                 exclude_seen=exclude_bought)
     recs = out.recommendations
     bought = {(int(u), int(i)) for u, i in zip(data.log.user_idx, data.log.item_idx,
                                                 strict=True)}

@@ -154,6 +154,9 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
 
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # Another process (or the app's reader and a job) may have created or migrated the file
+        # between our first look and this write lock: migrate from what is there now.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         db = sqlite_utils.Database(conn)
         for target, migration in enumerate(MIGRATIONS, start=1):
             if target > version:

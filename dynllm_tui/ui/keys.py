@@ -51,6 +51,7 @@ KEYS: tuple[KeySpec, ...] = (
             priority=True, palette=False),
     KeySpec("quit", "q", "app.quit", "Quit", "app"),
     KeySpec("home.demo", "d", "build_demo", "Build the demo workspace", "home"),
+    KeySpec("home.cancel_demo", "c", "cancel_demo", "Stop building the demo", "home"),
     KeySpec("users.search", "slash", "focus_search", "Search", "users"),
     KeySpec("users.sort", "s", "cycle_sort", "Sort", "users"),
     KeySpec("users.reverse", "o", "reverse_sort", "Reverse", "users"),
@@ -64,6 +65,9 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("detail.newer", "right_square_bracket", "snapshot(1)", "Newer profile", "detail",
             show=False),
     KeySpec("runs.activate", "a", "activate", "Make active", "runs"),
+    # Control keys: they must work while a form field has the focus (letters are typed there).
+    KeySpec("training.start", "ctrl+s", "start_training", "Start training", "training"),
+    KeySpec("training.cancel", "ctrl+g", "cancel_training", "Cancel training", "training"),
     KeySpec("export.run", "ctrl+s", "run_export", "Write the file", "export", priority=True,
             palette=False),
     KeySpec("export.cancel", "escape", "cancel", "Close", "export", palette=False),

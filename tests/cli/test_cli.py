@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dynllm_tui.cli import EXIT_ERROR, main
+from storage.workspace import Workspace
 from tests.conftest import DEMO_SLICE, REPO
 
 CLI = [sys.executable, "-m", "dynllm_tui.cli"]
@@ -86,13 +87,28 @@ def test_db_option_and_env_select_the_workspace(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["workspace"] == str(tmp_path / "opt.db")
 
 
-def test_demo_builds_without_opening(tmp_path, capsys):
+def test_demo_builds_the_whole_pipeline_without_opening(tmp_path, capsys):
+    """Import, real LLM profiles (two customers here, to stay quick), training, replay; a rerun
+    resumes and redoes nothing."""
     db = tmp_path / "demo.db"
-    assert main(["--db", str(db), "demo", "--no-open"]) == 0
+    args = ["--db", str(db), "demo", "--no-open", "--profile-users", "2", "--epochs", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "run 1: done after 1 epochs" in out
     assert main(["--db", str(db), "status", "--json"]) == 0
     out = capsys.readouterr().out
     status = json.loads(out[out.index("{\n"):])
     assert status["users"] == 200 and status["imports"][0]["rows_read"] == 29_790
+    with Workspace.open(db, create=False) as ws:
+        profiled = ws.conn.execute("SELECT count(DISTINCT user_id) FROM profiles "
+                                   "WHERE status = 'ok'").fetchone()[0]
+        run = ws.conn.execute("SELECT status, active FROM runs").fetchall()
+        recommended = ws.conn.execute(
+            "SELECT count(DISTINCT user_id) FROM recommendations WHERE run_id = 1").fetchone()[0]
+    assert profiled == 2 and run == [("done", 1)] and recommended == 200
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "run 1 was already trained" in out and "0 made" in out
 
 
 def test_export_without_a_run_says_what_to_do(tmp_path, capsys, demo_workspace):

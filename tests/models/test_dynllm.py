@@ -90,3 +90,31 @@ def test_profiles_required_unless_ablated(log):
     with pytest.raises(ValueError, match="profile_dim"):
         DynLLM(SMALL, log.n_users, log.n_items)
     assert FACETS == ("crowd_segment", "interests", "categories", "brands")
+
+
+def test_shared_repeated_queries_give_the_same_embeddings_and_gradients(log):
+    """Computing each distinct (node, time) query once must not change the answer: same user
+    and item embeddings, same gradients, as one query per event (the authors' way)."""
+    torch.manual_seed(0)
+    model = DynLLM(SMALL.ablation("no_profiles"), log.n_users, log.n_items)
+    memory, finder = model.new_memory(), NeighborFinder(log)
+    run_batches(model, memory, finder, log, time_batches(log, range(0, 900), 150))
+    events = np.arange(900, 1200)
+    users, items, times = log.user_idx[events], log.item_idx[events], log.ts[events]
+    assert len(np.unique(np.stack((users, times)), axis=1)[0]) < len(events)  # repeats exist
+    model.eval()
+    results = []
+    for shared in (True, False):
+        model.share_repeated_queries = shared
+        model.zero_grad()
+        user = model.user_embeddings(memory, finder, users, times, float(times[0])).embedding
+        item = model.item_embeddings(memory, finder, items, float(times[0]))
+        (user * item).sum().backward()
+        results.append((user.detach(), item.detach(),
+                        [p.grad.clone() for p in model.gat.parameters() if p.grad is not None]))
+    (u1, i1, g1), (u2, i2, g2) = results
+    torch.testing.assert_close(u1, u2)
+    torch.testing.assert_close(i1, i2)
+    assert len(g1) == len(g2) > 0
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -9,6 +9,7 @@ import torch
 from models.metrics import (
     brute_force_metrics,
     brute_force_ranks,
+    heapq_ranks,
     loop_ranks,
     metrics_from_ranks,
     ranks_in_chunks,
@@ -75,3 +76,20 @@ def test_loop_ranks_match_vectorised():
     true = torch.randint(0, 30, (20,))
     np.testing.assert_allclose(loop_ranks(users.numpy(), items.numpy(), true.numpy()),
                                ranks_in_chunks(users, items, true).numpy(), rtol=1e-6)
+
+
+def test_heapq_ranks_agree_within_top_k_and_mark_the_rest_infinite():
+    rng = np.random.default_rng(3)
+    users, items = rng.normal(size=(40, 8)), rng.normal(size=(120, 8))
+    true = rng.integers(0, 120, 40)
+    exact = brute_force_ranks(users @ items.T, true)
+    ranks = heapq_ranks(users, items, true, max_k=30)
+    inside = exact <= 30
+    assert inside.any() and (~inside).any()
+    np.testing.assert_array_equal(ranks[inside], exact[inside])  # no ties in random floats
+    assert np.isinf(ranks[~inside]).all()
+    candidates = np.zeros(120, dtype=bool)
+    candidates[true] = True
+    restricted = heapq_ranks(users, items, true, candidates, max_k=30)
+    expected = brute_force_ranks(users @ items.T, true, candidates)
+    np.testing.assert_array_equal(restricted, np.where(expected <= 30, expected, np.inf))

@@ -133,3 +133,28 @@ def test_a_version_1_workspace_is_migrated_forward_with_its_data(tmp_path):
         kept = ws.conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
         imports = ws.conn.execute("SELECT rows_read FROM imports").fetchall()
     assert kept == summary.rows_kept and imports == [(29_790,)]
+
+
+def test_many_openers_of_a_new_workspace_at_once(tmp_path):
+    """The app's reader and a job may create the same new file at the same moment: each must
+    see one migrated workspace, none 'table already exists'."""
+    import threading
+
+    path = tmp_path / "new.db"
+    errors, barrier = [], threading.Barrier(6)
+
+    def opener() -> None:
+        barrier.wait()
+        try:
+            Workspace.open(path).close()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Workspace.open(path, create=False) as ws:
+        assert ws.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

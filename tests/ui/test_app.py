@@ -9,9 +9,11 @@ import json
 import shutil
 import sqlite3
 
+import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
+from dynllm_tui import jobs
 from dynllm_tui.ui.common.empty_state import EmptyState
 from dynllm_tui.ui.export.export_modal import ExportModal
 from dynllm_tui.ui.formatting import NO_PROFILE, NO_RUN
@@ -70,7 +72,18 @@ async def test_home_lists_runs_with_test_metrics(ui_workspace):
         assert "1 failed" in pipeline and "browse users" in pipeline
 
 
-async def test_empty_workspace_builds_the_demo_in_one_key(tmp_path):
+@pytest.fixture
+def import_only_demo(monkeypatch):
+    """The demo build reduced to its import phase: the full build (LLM profiles, training) is
+    the jobs' tests' business and takes minutes; these tests are about the UI around it."""
+    def demo_job(db_path, progress=None, cancel=None):
+        return jobs.import_job(db_path, jobs.demo_data_path(), preset="online-retail",
+                               progress=progress, cancel=cancel)
+
+    monkeypatch.setattr(jobs, "demo_job", demo_job)
+
+
+async def test_empty_workspace_builds_the_demo_in_one_key(tmp_path, import_only_demo):
     app = make_app(tmp_path / "empty.db")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -94,7 +107,8 @@ async def test_number_keys_switch_sections(plain_workspace):
             await settle(pilot)
             assert isinstance(app.screen, screen), key
         await pilot.press("4")
-        assert "Training arrives with the model" in text(app.screen.query_one("#training-text"))
+        await settle(pilot)
+        assert "start with ^s" in text(app.screen.query_one("#train-status"))
 
 
 async def test_help_lists_the_keys_in_force(plain_workspace):
@@ -473,7 +487,7 @@ async def test_second_instance_reads_while_the_first_writes(ui_workspace, tmp_pa
         writer.close()
 
 
-async def test_users_pick_up_new_data_when_shown_again(tmp_path):
+async def test_users_pick_up_new_data_when_shown_again(tmp_path, import_only_demo):
     """Users seen before the demo was built show the new users when visited again."""
     app = make_app(tmp_path / "empty.db")
     async with app.run_test(size=SIZE) as pilot:

@@ -1,7 +1,14 @@
-"""Home: workspace summary, pipeline status, imports; on an empty workspace, the demo in one key."""
+"""Home: workspace summary, pipeline status, imports; on an empty workspace, the demo in one key.
+
+The demo build (`dynllm_tui.jobs.demo_job`: import, then profiles, training and replay as that
+job grows) runs in a thread worker with a progress bar and its current phase; the app stays
+usable meanwhile, and the summary reloads each time a phase ends (its data has landed). The
+app's `build_demo=True` (what `dynllm-tui demo` opens) starts the same build as Home first shows.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +17,7 @@ from textual.containers import Vertical
 from textual.widgets import ProgressBar, Static
 from textual.worker import get_current_worker
 
+from dynllm_tui.train_lock import training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.home.imports_table import ImportsTable
 from dynllm_tui.ui.home.pipeline_panel import PipelinePanel
@@ -17,6 +25,9 @@ from dynllm_tui.ui.home.summary_panel import SummaryPanel
 from dynllm_tui.ui.keys import bindings
 from storage.browse import pipeline_status
 from storage.queries import workspace_status
+
+PROGRESS_EVERY_S = 0.1  # demo progress reaches the UI at most 10 times a second
+LOCK_POLL_S = 2.0  # how often to look whether a training started or ended (any process)
 
 
 class HomeScreen(WorkbenchScreen):
@@ -32,7 +43,9 @@ class HomeScreen(WorkbenchScreen):
         super().__init__()
         self.empty: bool | None = None
         self.demo_running = False
+        self.demo_phase: str | None = None
         self._cancel: Any = None
+        self._holder_seen: str | None = None  # the training lock holder's start time, if held
 
     def compose_body(self) -> Iterable[Any]:
         yield SummaryPanel(id="summary")
@@ -44,6 +57,10 @@ class HomeScreen(WorkbenchScreen):
 
     def on_mount(self) -> None:
         self.refresh_data()
+        self.set_interval(LOCK_POLL_S, self.poll_lock)
+        if self.workbench.build_demo_on_start:
+            self.workbench.build_demo_on_start = False  # once, not on every new Home
+            self.start_demo()
 
     def on_screen_resume(self) -> None:
         if self.empty is not None:  # not the first show: the data may have moved on
@@ -61,34 +78,65 @@ class HomeScreen(WorkbenchScreen):
         try:
             status = self.fetch(workspace_status)
             pipeline = self.fetch(pipeline_status)
+            holder = training_in_progress(self.workbench.db_path)
         except Exception as exc:
             self.fail("Workspace", exc)
             return
         if not get_current_worker().is_cancelled:
-            self.deliver(self.show, status, pipeline)
+            self.deliver(self.show, status, pipeline, holder)
 
-    def show(self, status: dict[str, Any], pipeline: Any) -> None:
+    def show(self, status: dict[str, Any], pipeline: Any,
+             holder: dict[str, Any] | None = None) -> None:
         self.empty = not status["interactions"]
+        self._holder_seen = (holder or {}).get("started_at")
         self.workbench.sub_title = status["workspace"]
         self.query_one(SummaryPanel).show(status, self.workbench.key_display("home.demo"))
-        self.query_one(PipelinePanel).show(pipeline, not self.empty)
+        self.query_one(PipelinePanel).show(pipeline, not self.empty, holder,
+                                           self.workbench.key_display("training"))
         self.query_one(ImportsTable).show(status["imports"])
         self.refresh_bindings()
+
+    def poll_lock(self) -> None:
+        """Reload when a training started or ended, here or in another process. A non-blocking
+        flock probe and a tiny read: cheap enough for the UI thread."""
+        if self.empty is None:
+            return  # the first load has not landed yet
+        holder = training_in_progress(self.workbench.db_path)
+        if (holder or {}).get("started_at") != self._holder_seen:
+            self._holder_seen = (holder or {}).get("started_at")
+            self.refresh_data()
 
     # --- the demo -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "build_demo":
             return bool(self.empty) and not self.demo_running
+        if action == "cancel_demo":
+            return self.demo_running
         return True
 
     def action_build_demo(self) -> None:
         if not self.empty or self.demo_running:
             return
+        self.start_demo()
+
+    def action_cancel_demo(self) -> None:
+        if not self.demo_running or self._cancel is None:
+            return
+        self._cancel.set()
+        self.query_one("#demo-label", Static).update("Stopping the demo build…")
+
+    def start_demo(self) -> None:
+        """Build (or finish building) the demo in this workspace, in the background."""
+        if self.demo_running:
+            return
         from dynllm_tui.jobs import CancelFlag
 
         self.demo_running = True
+        self.demo_phase = None
         self._cancel = CancelFlag()
+        self.query_one("#demo-label", Static).update("Building the demo workspace…")
+        self.query_one("#demo-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#demo-progress").add_class("running")
         self.refresh_bindings()
         self.build_demo(self._cancel)
@@ -97,25 +145,57 @@ class HomeScreen(WorkbenchScreen):
     def build_demo(self, cancel: Any) -> None:
         from dynllm_tui.jobs import demo_job
 
+        sent = {"at": 0.0, "phase": None}
+
         def progress(done: int, total: int, phase: str) -> None:
+            # Called per chunk from this thread: forward at most 10 a second, but every change
+            # of phase at once (the UI reloads its data then).
+            now = time.monotonic()
+            if phase == sent["phase"] and now - sent["at"] < PROGRESS_EVERY_S:
+                return
+            sent.update(at=now, phase=phase)
             self.deliver(self.show_progress, done, total, phase)
 
         try:
-            demo_job(self.workbench.reader.path, progress=progress, cancel=cancel)
+            # Through the shared reader first: it creates a new workspace under its lock, so
+            # the job and Home's first load never both create the schema (sqlite would fail
+            # one of them with "table already exists").
+            db = self.workbench.reader.path
+            result = demo_job(db, progress=progress, cancel=cancel,
+                              **self.workbench.demo_options)
         except Exception as exc:
-            self.fail("Demo", exc)
-            self.deliver(self.demo_done, False)
+            if cancel():  # a phase that reports a cancel by raising
+                self.deliver(self.demo_done, False, str(exc))
+            else:
+                self.fail("Demo", exc)
+                self.deliver(self.demo_done, False)
             return
-        self.deliver(self.demo_done, True)
+        if cancel() or getattr(result, "cancelled", False):
+            self.deliver(self.demo_done, False, "cancelled")
+        else:
+            self.deliver(self.demo_done, True)
 
     def show_progress(self, done: int, total: int, phase: str) -> None:
+        if self._cancel is not None and self._cancel():
+            return  # keep saying "stopping"
         self.query_one("#demo-bar", ProgressBar).update(total=max(total, 1), progress=done)
-        self.query_one("#demo-label", Static).update(f"Building the demo workspace: {phase}")
+        self.query_one("#demo-label", Static).update(
+            f"Building the demo workspace: {phase} · stop with "
+            f"{self.workbench.key_display('home.cancel_demo')}")
+        if phase != self.demo_phase:
+            if self.demo_phase is not None:  # the previous phase's data is in the workspace
+                self.workbench.data_changed()
+            self.demo_phase = phase
 
-    def demo_done(self, ok: bool) -> None:
+    def demo_done(self, ok: bool, stopped: str | None = None) -> None:
         self.demo_running = False
+        self._cancel = None
         self.query_one("#demo-progress").remove_class("running")
         if ok:
-            self.notify("Demo data imported: browse users with "
+            self.notify("Demo workspace ready: browse users with "
                         f"{self.workbench.key_display('users')}", title="Demo")
-        self.refresh_data()
+        elif stopped is not None:
+            self.notify(f"Demo build stopped ({stopped}); dynllm-tui demo resumes it",
+                        title="Demo", severity="warning")
+        self.refresh_bindings()
+        self.workbench.data_changed()  # reloads Home now if on screen, else when shown again

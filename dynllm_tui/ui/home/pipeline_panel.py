@@ -1,12 +1,16 @@
 """Home: how far the pipeline has got (profiles made / pending / failed, runs and their test
-metrics) and the next step to take."""
+metrics, a training under way here or in another process) and the next step to take."""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from dynllm_tui.train_lock import describe, run_status
 from dynllm_tui.ui.formatting import metric, short_time
 from storage.browse import HEADLINE_METRICS, PipelineStatus
 
@@ -21,7 +25,10 @@ class PipelinePanel(Static):
         self.border_title = "Pipeline"
         self.update("…")
 
-    def show(self, status: PipelineStatus, has_data: bool) -> None:
+    def show(self, status: PipelineStatus, has_data: bool,
+             holder: dict[str, Any] | None = None, train_key: str = "4") -> None:
+        """`holder`: who holds the workspace's training lock (`train_lock.training_in_progress`);
+        runs left 'running' by a process that is gone are shown as interrupted."""
         grid = Table.grid(padding=(0, 2))
         grid.add_column()
         grid.add_column()
@@ -40,18 +47,26 @@ class PipelinePanel(Static):
             for run in status.runs[:4]:
                 name = f"#{run.id}{' *' if run.id == status.active_run_id else ''}"
                 headline = run.headline
-                runs.add_row(name, run.status, short_time(run.finished_at)[:10],
-                              *(metric(headline.get(m)) for m in HEADLINE_METRICS))
+                shown = run_status(run.status, run.id, run.created_at, holder)
+                runs.add_row(name, Text(shown, style="yellow" if shown == "interrupted" else ""),
+                             short_time(run.finished_at)[:10],
+                             *(metric(headline.get(m)) for m in HEADLINE_METRICS))
             grid.add_row("Runs", runs)
-        grid.add_row("Next", Text(self.next_step(status, has_data), style="italic"))
+        if holder is not None:
+            where = ("in this app" if holder.get("pid") == os.getpid()
+                     else "in another process")
+            grid.add_row("Training", Text(f"training in progress {where} ({describe(holder)})",
+                                          style="bold yellow"))
+        grid.add_row("Next", Text(self.next_step(status, has_data, train_key), style="italic"))
         self.update(grid)
 
     @staticmethod
-    def next_step(status: PipelineStatus, has_data: bool) -> str:
+    def next_step(status: PipelineStatus, has_data: bool, train_key: str = "4") -> str:
         if not has_data:
             return "import data or build the demo"
         if status.profiles_ok == 0:
-            return "make profiles (dynllm-tui profiles), then train (dynllm-tui train)"
+            return (f"make profiles (dynllm-tui profiles), then train ({train_key}: Training, "
+                    "or dynllm-tui train)")
         if status.runs_done == 0:
-            return "train a model (dynllm-tui train)"
+            return f"train a model ({train_key}: Training, or dynllm-tui train)"
         return "browse users (2), compare runs (3), export recommendations (e)"

@@ -1,45 +1,278 @@
-"""Training: a placeholder until the training job lands. It will show `train`'s parameters as a
-form, start `train_job` in a thread worker with a live progress bar, loss and validation plots,
-and a cancel key; the finished run then appears in Runs."""
+"""Training: `dynllm-tui train` as a form, run in a thread worker with a live progress bar, loss
+and validation plots, and a cancel key; the finished run then appears under Runs.
+
+The screen is a Textual mode's screen, so it lives as long as the app: switching to another
+section leaves it (and its worker) running, and coming back shows the progress made meanwhile.
+One training per workspace, also across processes (`dynllm_tui.train_lock`): while another
+process trains, the screen says so and Start is refused.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual import on, work
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Button
 
+from dynllm_tui.train_lock import describe, run_status, training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.keys import bindings
+from dynllm_tui.ui.training.progress_relay import ProgressRelay, RelayUpdate
+from dynllm_tui.ui.training.training_form import TrainingForm, TrainParams, parse_params
+from dynllm_tui.ui.training.training_plots import TrainingPlots
+from dynllm_tui.ui.training.training_progress import TrainingProgress
+from storage.browse import RunSummary, headline_metrics, list_runs
 
-TEXT = """\
-[b]Training arrives with the model.[/b]
-
-This screen will hold the parameters of [b]dynllm-tui train[/b] as a form, start training in \
-the background with a live progress bar, loss and validation-metric plots, and cancel it; \
-the rest of the app stays usable meanwhile, and the finished run appears under Runs.
-
-Until then, train from a shell (the app picks the run up on refresh, [b]{refresh}[/b]):
-
-  dynllm-tui profiles                      make the LLM profiles first
-  dynllm-tui train --epochs 20             train DynLLM (--device cuda: on a GPU)
-  dynllm-tui train --ablation no_profiles  an ablation, compared under Runs
-"""
+DRAIN_EVERY_S = 0.1  # UI updates from a running training: at most 10 a second
+LOCK_POLL_S = 2.0  # how often to look whether another process started or ended a training
 
 
 class TrainingScreen(WorkbenchScreen):
     SCOPE = "training"
     SECTION = "training"
     BINDINGS = bindings("training")
+    # Not the first field: a focused input would swallow the section keys (1-4, q, ...).
+    AUTO_FOCUS = "#start"
     DEFAULT_CSS = """
-    TrainingScreen #training-text { padding: 1 2; }
+    TrainingScreen #training-body { height: 1fr; }
+    TrainingScreen #training-right { width: 1fr; height: 1fr; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: TrainParams | None = None
+        self.running = False
+        self.cancel_flag: Any = None  # dynllm_tui.jobs.CancelFlag of the running training
+        self.relay: ProgressRelay | None = None
+        self.epochs_done = 0
+        self.holder: dict[str, Any] | None = None  # the training lock's holder, if any
+        self.last_run: RunSummary | None = None
+        self.interrupted: list[int] = []
+        self._drain_timer: Timer | None = None
+
     def compose_body(self) -> Iterable[Any]:
-        with VerticalScroll():
-            yield Static(id="training-text")
+        with Horizontal(id="training-body"):
+            yield TrainingForm(id="training-form")
+            with Vertical(id="training-right"):
+                yield TrainingProgress(id="training-progress")
+                yield TrainingPlots(id="training-plots")
 
     def on_mount(self) -> None:
-        self.query_one("#training-text", Static).update(
-            TEXT.format(refresh=self.workbench.key_display("refresh")))
+        self.load_ablations()
+        self.refresh_data()
+        self.set_interval(LOCK_POLL_S, self.poll_lock)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_data()
+
+    def on_unmount(self) -> None:
+        # The app is closing: stop the training at the next batch so the process can exit;
+        # the job records the run as cancelled and keeps its best checkpoint.
+        if self.cancel_flag is not None:
+            self.cancel_flag.set()
+
+    # --- what the screen shows when idle -------------------------------------------------
+
+    def refresh_data(self) -> None:
+        self.poll_lock()
+        self.load_runs()
+
+    @work(thread=True, exclusive=True, group="training-runs", exit_on_error=False)
+    def load_runs(self) -> None:
+        try:
+            runs = self.fetch(list_runs)
+        except Exception as exc:
+            self.fail("Runs", exc)
+            return
+        self.deliver(self.show_runs, runs)
+
+    def show_runs(self, runs: list[RunSummary]) -> None:
+        self.last_run = runs[0] if runs else None
+        holder = self.holder
+        self.interrupted = [r.id for r in runs
+                            if run_status(r.status, r.id, r.created_at, holder) == "interrupted"]
+        self.show_status()
+
+    @work(thread=True, exclusive=True, group="training-ablations", exit_on_error=False)
+    def load_ablations(self) -> None:
+        # models.dynllm imports torch (seconds): never on the UI thread, never at start-up.
+        try:
+            from models.dynllm import ABLATIONS
+        except Exception as exc:
+            self.fail("Training", exc)
+            return
+        self.deliver(self.set_ablations, ABLATIONS)
+
+    def set_ablations(self, names: tuple[str, ...]) -> None:
+        self.query_one(TrainingForm).set_ablations(names)
+
+    def poll_lock(self) -> None:
+        """Look at the workspace's training lock. A non-blocking flock and a read of a tiny
+        file: cheap enough for the UI thread, so the screen can react at once."""
+        holder = training_in_progress(self.workbench.db_path)
+        changed = (holder or {}).get("started_at") != (self.holder or {}).get("started_at")
+        self.holder = holder
+        if changed:
+            self.load_runs()  # a run started or ended elsewhere: its status changed
+        self.show_status()
+
+    def other_training(self) -> str | None:
+        """Why Start is refused now, or None: a training held by another process, or by this
+        app outside this screen (only the demo build trains elsewhere in the app)."""
+        holder = self.holder
+        if self.running or holder is None:
+            return None
+        if holder.get("pid") == os.getpid():
+            return f"the demo build is training in this app ({describe(holder)})"
+        return f"training in progress in another process ({describe(holder)})"
+
+    def show_status(self) -> None:
+        if not self.is_mounted:
+            return
+        key = self.workbench.key_display
+        lines = []
+        other = self.other_training()
+        if self.running and self.cancel_flag is not None and self.cancel_flag():
+            lines.append("[b]Cancelling[/b] at the next batch; the best checkpoint is kept…")
+        elif self.running:
+            lines.append(f"[b]Training[/b] · cancel with [b]{key('training.cancel')}[/b] · "
+                         "other sections stay usable")
+        elif other is not None:
+            lines.append(f"[b $warning]{other}[/b $warning]: wait for it or stop it")
+        else:
+            lines.append(f"Set the parameters, then start with [b]{key('training.start')}[/b]")
+        run = self.last_run
+        if run is not None and not self.running:
+            shown = run_status(run.status, run.id, run.created_at, self.holder)
+            recall = run.headline.get("recall@10")
+            extra = "" if recall is None else f", test Recall@10 {recall:.4f}"
+            lines.append(f"Last run #{run.id}: {shown}{extra}")
+        if self.interrupted and not self.running:
+            first = self.interrupted[0]
+            runs = ", ".join(f"#{i}" for i in self.interrupted[:3])
+            lines.append(f"Interrupted: {runs} (resume: dynllm-tui train --resume {first})")
+        self.query_one(TrainingProgress).set_status("\n".join(lines))
+
+    # --- start, progress, cancel ---------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start_training":
+            return not self.running
+        if action == "cancel_training":
+            return self.running
+        return True
+
+    @on(Button.Pressed, "#start")
+    def start_pressed(self) -> None:
+        self.action_start_training()
+
+    @on(Button.Pressed, "#cancel")
+    def cancel_pressed(self) -> None:
+        self.action_cancel_training()
+
+    def action_start_training(self) -> None:
+        if self.running:
+            return
+        form = self.query_one(TrainingForm)
+        params, errors = parse_params(form.values(), form.ablations)
+        form.show_errors(errors)
+        if params is None:
+            self.notify("\n".join(errors.values()), title="Training: fix the form",
+                        severity="error", timeout=8)
+            return
+        self.poll_lock()  # the lock's state now, not two seconds ago
+        other = self.other_training()
+        if other is not None:
+            self.notify(f"Not started: {other}. Wait for it to finish or stop it.",
+                        title="Training", severity="error", timeout=10)
+            return
+        from dynllm_tui.jobs import CancelFlag
+
+        self.params = params
+        self.running = True
+        self.cancel_flag = CancelFlag()
+        self.relay = ProgressRelay()
+        self.epochs_done = 0
+        form.set_running(True)
+        self.query_one(TrainingProgress).reset(params.epochs)
+        self.query_one(TrainingPlots).clear()
+        self.show_status()
+        self.refresh_bindings()
+        self._drain_timer = self.set_interval(DRAIN_EVERY_S, self.drain)
+        self.run_training(params, self.relay, self.cancel_flag)
+
+    def action_cancel_training(self) -> None:
+        if not self.running or self.cancel_flag is None:
+            return
+        self.cancel_flag.set()
+        self.show_status()
+        self.notify("Cancelling: the run keeps its best checkpoint", title="Training")
+
+    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
+    def run_training(self, params: TrainParams, relay: ProgressRelay, cancel: Any) -> None:
+        from dynllm_tui.train_job import train_job
+
+        try:
+            summary = train_job(self.workbench.db_path, **params.job_kwargs(), progress=relay,
+                                cancel=cancel)
+        except Exception as exc:
+            self.fail("Training", exc)
+            self.deliver(self.training_done, None)
+            return
+        self.deliver(self.training_done, summary)
+
+    def drain(self) -> None:
+        if self.relay is None or self.params is None:
+            return
+        self.apply(self.relay.drain())
+
+    def apply(self, update: RelayUpdate, *, force: bool = False) -> None:
+        if not update and not force:
+            return
+        if update.epochs:
+            self.epochs_done = max(self.epochs_done, *(e.epoch for e in update.epochs))
+        if update.latest is not None and self.params is not None:
+            self.query_one(TrainingProgress).show(update.latest, self.params.epochs,
+                                                  self.epochs_done)
+        self.query_one(TrainingPlots).add(update.losses, update.epochs, force=force)
+
+    def training_done(self, summary: Any) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+            self._drain_timer = None
+        if self.relay is not None:
+            self.apply(self.relay.drain(), force=True)
+        self.running = False
+        self.cancel_flag = None
+        self.relay = None
+        self.query_one(TrainingForm).set_running(False)
+        self.refresh_bindings()
+        params = self.params
+        epochs = params.epochs if params else 0
+        if summary is None:
+            self.query_one(TrainingProgress).finish(self.epochs_done, epochs, "failed")
+        else:
+            self.query_one(TrainingProgress).finish(summary.epochs, epochs, summary.status)
+            self.notify(self.outcome(summary), title="Training", timeout=10,
+                        severity="information" if summary.status == "done" else "warning")
+        self.workbench.data_changed()
+        self.refresh_data()
+
+    @staticmethod
+    def outcome(summary: Any) -> str:
+        """The notification for a finished job: run id and its test Recall@10."""
+        recall = headline_metrics(summary.test or {}).get("recall@10")
+        if summary.status == "done":
+            score = "—" if recall is None else f"{recall:.4f}"
+            return (f"Run #{summary.run_id} done after {summary.epochs} epochs: test "
+                    f"Recall@10 {score}; it is now the active run (see Runs)")
+        if summary.best_epoch is None:
+            return (f"Run #{summary.run_id} stopped before its first epoch finished: "
+                    "nothing to keep")
+        return (f"Run #{summary.run_id} cancelled after {summary.epochs} epochs; the best "
+                f"checkpoint (epoch {summary.best_epoch}) is kept: resume with "
+                f"dynllm-tui train --resume {summary.run_id}")

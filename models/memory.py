@@ -20,7 +20,7 @@ import torch
 
 @dataclass
 class Messages:
-    """The last event of each node in a batch, waiting to be applied by the next batch."""
+    """One message per node from a batch, waiting to be applied by the next batch."""
 
     ids: np.ndarray  # int64 [m] unified node ids, unique
     inputs: torch.Tensor  # float32 [m, msg_dim], detached, on the memory's device
@@ -33,10 +33,17 @@ def last_per_node(ids: np.ndarray) -> np.ndarray:
     return len(ids) - 1 - reversed_first
 
 
+AGGREGATIONS = ("mean", "last")
+
+
 class NodeMemory:
-    def __init__(self, n_users: int, n_items: int, dim: int, device: str | torch.device = "cpu"):
+    def __init__(self, n_users: int, n_items: int, dim: int, device: str | torch.device = "cpu",
+                 aggregation: str = "mean"):
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}")
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
         self.device = torch.device(device)
+        self.aggregation = aggregation
         self.reset()
 
     def reset(self) -> None:
@@ -77,12 +84,26 @@ class NodeMemory:
         return np.clip(np.nan_to_num(gap, nan=0.0), 0.0, None)
 
     def record(self, kind: str, ids: np.ndarray, inputs: torch.Tensor, times: np.ndarray) -> None:
-        """Leave messages for the next batch: one per node, from its last event in this batch."""
-        last = last_per_node(ids)
+        """Leave messages for the next batch, one per node, dated at its last event here.
+
+        "mean" (default) averages the node's inputs over the batch: a customer's basket of
+        twenty lines reaches the memory as the basket, where "last" (TGN's default) would keep
+        one arbitrary line of it."""
+        last = last_per_node(ids)  # ordered like np.unique(ids)
+        index = torch.as_tensor(last, device=inputs.device)
+        if self.aggregation == "mean" and len(last) < len(ids):
+            _, inverse = np.unique(ids, return_inverse=True)
+            inverse_t = torch.as_tensor(inverse.reshape(-1), device=inputs.device)
+            sums = inputs.new_zeros(len(last), inputs.shape[1]).index_add_(0, inverse_t,
+                                                                            inputs.detach())
+            counts = torch.bincount(inverse_t, minlength=len(last)).clamp_min(1)
+            chosen = sums / counts.unsqueeze(1).to(sums.dtype)
+        else:
+            chosen = inputs[index]
         ids, times = ids[last], times[last]
         self.pending[kind] = Messages(
             ids=ids,
-            inputs=inputs[torch.as_tensor(last, device=inputs.device)].detach().to(self.device),
+            inputs=chosen.detach().to(self.device),
             gaps=self.gaps(ids, times),
         )
         self.last_update[ids] = times

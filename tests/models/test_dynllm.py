@@ -118,3 +118,24 @@ def test_shared_repeated_queries_give_the_same_embeddings_and_gradients(log):
     assert len(g1) == len(g2) > 0
     for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_basket_reaches_memory_as_the_mean_of_its_lines():
+    """Three lines of one basket leave one message: their mean ("mean") or the last ("last"),
+    dated at the last line, with the gap since the node's previous update."""
+    from models.memory import NodeMemory
+
+    inputs = torch.tensor([[1.0, 0.0], [0.0, 3.0], [5.0, 5.0], [2.0, 2.0]])
+    ids, times = np.array([4, 4, 7, 4]), np.array([10.0, 10.0, 11.0, 12.0])
+    for aggregation, expected in (("mean", [[1.0, 5 / 3], [5.0, 5.0]]),
+                                  ("last", [[2.0, 2.0], [5.0, 5.0]])):
+        memory = NodeMemory(5, 5, 2, aggregation=aggregation)
+        memory.last_update[4] = 4.0
+        memory.record("user", ids, inputs, times)
+        msgs = memory.pending["user"]
+        assert msgs.ids.tolist() == [4, 7]
+        torch.testing.assert_close(msgs.inputs, torch.tensor(expected))
+        assert msgs.gaps.tolist() == [8.0, 0.0] and memory.last_update[[4, 7]].tolist() == [
+            12.0, 11.0]
+    with pytest.raises(ValueError, match="aggregation"):
+        NodeMemory(1, 1, 2, aggregation="max")

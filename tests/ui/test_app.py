@@ -374,6 +374,20 @@ async def test_runs_choose_the_active_run(ui_workspace):
         assert ws.conn.execute("SELECT id FROM runs WHERE active = 1").fetchall() == [(2,)]
 
 
+async def test_runs_show_a_run_left_running_by_a_killed_process_as_interrupted(ui_workspace):
+    with sqlite3.connect(ui_workspace) as conn:
+        conn.execute("INSERT INTO runs (id, created_at, status, config) VALUES "
+                     "(2, '2026-01-06T00:00:00+00:00', 'running', '{}')")
+    app = make_app(ui_workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        table = app.screen.query_one("#runs", DataTable)
+        statuses = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1])
+                    for i in range(table.row_count)}
+        assert statuses == {"#1 *": "done", "#2": "interrupted"}
+
+
 # --- Export -----------------------------------------------------------------------------
 
 

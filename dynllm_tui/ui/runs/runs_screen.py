@@ -4,12 +4,14 @@ run (the one whose recommendations the app and the exports use)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from textual import on, work
 from textual.widgets import DataTable
 from textual.worker import get_current_worker
 
+from dynllm_tui.train_lock import run_status, training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.common.empty_state import EmptyState
 from dynllm_tui.ui.formatting import NO_RUN
@@ -53,9 +55,13 @@ class RunsScreen(WorkbenchScreen):
         try:
             runs = self.fetch(list_runs)
             active = self.fetch(active_run)
+            holder = training_in_progress(self.workbench.db)
         except Exception as exc:
             self.fail("Runs", exc)
             return
+        # A run left 'running' by a process that is gone shows as interrupted (display only).
+        runs = [replace(r, status=run_status(r.status, r.id, r.created_at, holder))
+                for r in runs]
         if not get_current_worker().is_cancelled:
             self.deliver(self.show, runs, active.id if active else None)
 

@@ -416,17 +416,20 @@ def user_profile_snapshots(ws: Workspace, user_id: int) -> list[ProfileSnapshot]
 
 def user_recommendations(ws: Workspace, user_id: int, run_id: int, k: int = 10
                          ) -> list[Recommendation]:
-    """Top-`k` of a run for one user; bought-before is checked against the whole log."""
+    """Top-`k` of a run for one user; bought-before is checked against the whole log, in one
+    pass over the user's purchases (the interactions index is by user and time, not item)."""
     rows = ws.conn.execute(
-        "SELECT r.rank, i.external_id, i.title, r.score, "
-        "EXISTS (SELECT 1 FROM interactions x WHERE x.user_id = r.user_id "
-        "        AND x.item_id = r.item_id) "
+        "SELECT r.rank, i.external_id, i.title, r.score, r.item_id "
         "FROM recommendations r JOIN items i ON i.id = r.item_id "
         "WHERE r.run_id = ? AND r.user_id = ? AND r.rank <= ? ORDER BY r.rank",
         (run_id, user_id, k),
     ).fetchall()
-    return [Recommendation(rank, key, title, score, bool(bought))
-            for rank, key, title, score, bought in rows]
+    items = sorted({r[4] for r in rows})
+    bought = {i for (i,) in ws.conn.execute(
+        "SELECT DISTINCT item_id FROM interactions WHERE user_id = ? "
+        f"AND item_id IN ({','.join('?' * len(items))})", (user_id, *items))} if items else set()
+    return [Recommendation(rank, key, title, score, item in bought)
+            for rank, key, title, score, item in rows]
 
 
 def user_facet_weights(ws: Workspace, user_id: int, run_id: int) -> list[FacetWeights]:

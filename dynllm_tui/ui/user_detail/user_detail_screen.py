@@ -1,9 +1,19 @@
 """User detail: timeline, profile snapshots, recommendations, facet weights, memory — one tab
-each, all loaded by one `storage.browse.user_detail` call in a worker."""
+each, all loaded by one `storage.browse.user_detail` call in a worker.
+
+Opening a user must feel instant (the target is under 150 ms from the key to the data on
+screen, see bench/ui.py), so the screen does as little as it can before the first paint:
+- only the timeline is built when the screen opens; the other tabs (the plots are the heavy
+  part) are built when first shown, and brought up to date when shown again;
+- the Users screen keeps one detail screen and reuses it for the next user (`open_user`):
+  composing the tabs, footer and styles again costs more than the data does; and it shows the
+  reused screen once the data is in it (`ready`), so the first paint is the data, not a
+  "loading…" frame followed by a second paint.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual import on, work
@@ -12,25 +22,40 @@ from textual.worker import get_current_worker
 
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.keys import bindings
-from dynllm_tui.ui.user_detail.facet_weights_view import FacetWeightsView
-from dynllm_tui.ui.user_detail.memory_view import MemoryView
 from dynllm_tui.ui.user_detail.profile_view import ProfileView
-from dynllm_tui.ui.user_detail.recommendations_table import RecommendationsTable
 from dynllm_tui.ui.user_detail.timeline_table import TimelineTable
 from dynllm_tui.ui.user_detail.user_header import UserHeader
 from storage.browse import UserDetail, user_detail, user_timeline
 
 TABS = ("timeline", "profile", "recs", "weights", "memory")
-VIEWS = {"profile": ProfileView, "recs": RecommendationsTable, "weights": FacetWeightsView,
-         "memory": MemoryView}
 TOP_K = 10
-TIMELINE_PAGE = 1000
+TIMELINE_PAGE = 300  # events per query: a screenful is shown, the rest as the cursor goes
+
+
+def _view_class(pane: str) -> type:
+    """The widget of a tab other than the timeline (imported when first needed)."""
+    if pane == "profile":
+        return ProfileView
+    if pane == "recs":
+        from dynllm_tui.ui.user_detail.recommendations_table import RecommendationsTable
+
+        return RecommendationsTable
+    if pane == "weights":
+        from dynllm_tui.ui.user_detail.facet_weights_view import FacetWeightsView
+
+        return FacetWeightsView
+    from dynllm_tui.ui.user_detail.memory_view import MemoryView
+
+    return MemoryView
 
 
 class UserDetailScreen(WorkbenchScreen):
     SCOPE = "detail"
     SECTION = "users"
     BINDINGS = bindings("detail")
+    # Straight to the timeline: focusing the tabs first and then the table would make the
+    # footer rebuild its keys twice before the first paint.
+    AUTO_FOCUS = "#timeline-table"
     DEFAULT_CSS = """
     UserDetailScreen TabbedContent { height: 1fr; }
     UserDetailScreen TabPane { padding: 0; }
@@ -41,6 +66,8 @@ class UserDetailScreen(WorkbenchScreen):
         self.user_id = user_id
         self.external_id = external_id
         self.detail: UserDetail | None = None
+        self._current: set[str] = set()  # tabs whose view shows self.detail
+        self._ready: Callable[[], None] | None = None
 
     def compose_body(self) -> Iterable[Any]:
         yield UserHeader(f"Customer {self.external_id}: loading…", id="user-header")
@@ -57,6 +84,23 @@ class UserDetailScreen(WorkbenchScreen):
         self.query_one(TimelineTable).focus()
         self.refresh_data()
 
+    def open_user(self, user_id: int, external_id: str, *,
+                  ready: Callable[[], None] | None = None) -> None:
+        """Show another user on this screen (before it is pushed again): back to the timeline
+        tab, nothing of the previous user left on it, the new user's data on its way. `ready`
+        is called once that data is on the screen (or could not be loaded)."""
+        self._ready = ready
+        self.user_id = user_id
+        self.external_id = external_id
+        self.detail = None
+        self._current.clear()
+        self.query_one(UserHeader).update(f"Customer {external_id}: loading…")
+        timeline = self.query_one(TimelineTable)
+        timeline.show([], 0)  # and back to the top
+        self.query_one(TabbedContent).active = "timeline"
+        self.set_focus(timeline)
+        self.refresh_data()
+
     def refresh_data(self) -> None:
         self.load(self.user_id)
 
@@ -66,22 +110,41 @@ class UserDetailScreen(WorkbenchScreen):
             detail = self.fetch(user_detail, user_id, k=TOP_K, timeline_limit=TIMELINE_PAGE)
         except Exception as exc:
             self.fail(f"Customer {self.external_id}", exc)
+            self.deliver(self._call_ready, user_id)
             return
         if not get_current_worker().is_cancelled:
             self.deliver(self.show, detail)
 
     def show(self, detail: UserDetail) -> None:
+        if detail.user_id != self.user_id:
+            return  # a late answer for the user shown before
         self.detail = detail
+        self._current.clear()
         self.query_one(UserHeader).show(detail)
         self.query_one(TimelineTable).show(detail.timeline, detail.events)
-        for view in self.query(".detail-view"):
-            view.show(detail)  # the panes shown so far; the others read self.detail on mount
+        self.show_active_view()  # the other tabs catch up when shown
+        self._call_ready(detail.user_id)
+
+    def _call_ready(self, user_id: int) -> None:
+        if user_id == self.user_id and self._ready is not None:
+            ready, self._ready = self._ready, None
+            ready()
+
+    def show_active_view(self) -> None:
+        """Build the active tab's view (it reads self.detail on mount) or bring it up to date."""
+        pane = self.query_one(TabbedContent).active_pane
+        if pane is None or pane.id not in TABS[1:]:
+            return
+        if not pane.children:
+            pane.mount(_view_class(pane.id)(id=f"{pane.id}-view", classes="detail-view"))
+        elif self.detail is not None and pane.id not in self._current:
+            pane.children[0].show(self.detail)
+        if self.detail is not None:
+            self._current.add(pane.id)
 
     @on(TabbedContent.TabActivated)
-    def tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        pane = event.pane
-        if pane.id in VIEWS and not pane.children:
-            pane.mount(VIEWS[pane.id](id=f"{pane.id}-view", classes="detail-view"))
+    def tab_activated(self) -> None:
+        self.show_active_view()
 
     @on(TimelineTable.NeedMore)
     def need_more(self, event: TimelineTable.NeedMore) -> None:
@@ -94,7 +157,11 @@ class UserDetailScreen(WorkbenchScreen):
         except Exception as exc:
             self.fail(f"Customer {self.external_id}", exc)
             return
-        self.deliver(self.query_one(TimelineTable).extend, events)
+        self.deliver(self._extend_timeline, user_id, events)
+
+    def _extend_timeline(self, user_id: int, events: list) -> None:
+        if user_id == self.user_id:
+            self.query_one(TimelineTable).extend(events)
 
     # --- actions ------------------------------------------------------------------------
 

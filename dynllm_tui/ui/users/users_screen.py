@@ -1,12 +1,18 @@
 """Users: search as you type, sort by events / first / last purchase / id, open a user.
 
 Pages of 100 users come from `storage.browse.users_page` (SQL LIMIT/OFFSET over an indexed
-statistics table), the next one when the cursor nears the end of what is loaded."""
+statistics table), the next one when the cursor nears the end of what is loaded.
+
+A user opens on one detail screen that this screen keeps (installed in the app, so popping it
+does not destroy it) and reuses for the next user: building the detail's tabs and footer again
+each time would cost more than loading the user's data. The reused screen is shown when the
+user's data is in it (a few milliseconds), or after PUSH_WAIT with "loading…" if the workspace
+is slow to answer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.timer import Timer
@@ -20,7 +26,11 @@ from dynllm_tui.ui.users.status_line import StatusLine
 from dynllm_tui.ui.users.users_table import SORTABLE, UsersTable
 from storage.browse import UsersPage, data_version, users_page
 
+if TYPE_CHECKING:
+    from dynllm_tui.ui.user_detail.user_detail_screen import UserDetailScreen
+
 PAGE = 100
+PUSH_WAIT = 0.1  # seconds the reused detail screen waits for its data before it shows anyway
 SORT_CYCLE = ("events", "last", "first", "id")
 DEFAULT_DESCENDING = {"events": True, "last": True, "first": False, "id": False}
 
@@ -40,6 +50,8 @@ class UsersScreen(WorkbenchScreen):
         self.generation = 0
         self.version = ""
         self._debounce: Timer | None = None
+        self._detail: UserDetailScreen | None = None  # reused for every user opened here
+        self._push_timer: Timer | None = None
 
     def compose_body(self) -> Iterable[Any]:
         yield SearchBar(id="search")
@@ -191,4 +203,33 @@ class UsersScreen(WorkbenchScreen):
             return
         from dynllm_tui.ui.user_detail.user_detail_screen import UserDetailScreen
 
-        self.app.push_screen(UserDetailScreen(*user))
+        detail = self._detail
+        if detail is not None and detail in self.app.screen_stack:
+            return  # already open (a second enter queued behind the first)
+        if detail is None or not detail.is_mounted:
+            detail = self._detail = UserDetailScreen(*user)
+            self.app.install_screen(detail, f"user-detail-{id(self)}")
+            self.app.push_screen(detail)  # it loads the user when mounted
+            return
+        if self._push_timer is not None:
+            self._push_timer.stop()
+        detail.open_user(*user, ready=self._push_detail)
+        self._push_timer = self.set_timer(PUSH_WAIT, self._push_detail)
+
+    def _push_detail(self) -> None:
+        """Show the reused detail screen (its data is in, or PUSH_WAIT has passed), unless the
+        analyst has gone elsewhere meanwhile."""
+        if self._push_timer is not None:
+            self._push_timer.stop()
+            self._push_timer = None
+        detail = self._detail
+        if detail is None or detail in self.app.screen_stack or self.app.screen is not self:
+            return
+        self.app.push_screen(detail)
+
+    def on_unmount(self) -> None:
+        if self._detail is not None:
+            try:
+                self.app.uninstall_screen(self._detail)
+            except Exception:  # in a stack, or gone already: nothing to free
+                pass

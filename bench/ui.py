@@ -1,7 +1,7 @@
 """UI responsiveness benchmark on the full Online Retail workspace.
 
     .venv/bin/python bench/ui.py [--quick] [--workspace PATH] [--starts 5] [--users 20]
-                                 [--stall-variants default,threads1,process] [--stall-window 60]
+                                 [--stall-variants app,default,threads1,process] [--stall-window 60]
                                  [--json]
 
 Prepares a workspace (the full Online Retail file imported into a temporary workspace; with
@@ -17,8 +17,11 @@ Prepares a workspace (the full Online Retail file imported into a temporary work
     The default variant trains to the end when the workspace has no run yet (that run is what
     (b) shows), else for `--stall-window` s like the others; `threads1` calls
     `torch.set_num_threads(1)` in the training thread, and `process` runs `dynllm-tui train`
-    in a child process instead of a thread; both are stopped after `--stall-window` s. The
-    worst gaps are listed with what the training was doing then.
+    in a child process instead of a thread; both are stopped after `--stall-window` s. `app`
+    is what the analyst does: the Training screen's form and Start key, which runs training as
+    a `dynllm-tui train --progress-jsonl` child and relays its progress (cancelled with the
+    screen's cancel key after `--stall-window` s). The worst gaps are listed with what the
+    training was doing then.
 (b) user detail: App.run_test + pilot at 100x30, the `--users` most active customers opened one
     after the other from the Users screen, time from the enter key to the first paint after the
     detail's data arrived. Baselines, same run: the workspace query alone, and pushing a bare
@@ -351,7 +354,6 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
     from textual.widgets import Static
 
     from dynllm_tui.app import WorkbenchApp
-    from dynllm_tui.train_job import train_job
     from dynllm_tui.ui.config import UiConfig
 
     ticks: list[float] = []
@@ -376,6 +378,8 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
     def train() -> dict:
         stages.append((time.perf_counter(), "import torch"))
         import torch
+
+        from dynllm_tui.train_job import train_job
 
         if variant == "threads1":
             torch.set_num_threads(1)
@@ -426,6 +430,26 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
                                                       else "failed")
             result = {"seconds": time.perf_counter() - started, "status": status,
                       "exit": child.returncode, "stderr": stderr[-500:]}
+        elif variant == "app":  # what the analyst does: the Training screen's Start key
+            stages.append((started, "Training screen (child process)"))
+            await pilot.press("4")
+            await pilot.pause(0.3)
+            screen = app.screen
+            screen.query_one("#epochs").value = "1"
+            screen.query_one("#no_profiles").value = True
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.3)
+            cancelled = False
+            while screen.running:
+                await asyncio.sleep(0.05)
+                if window is not None and not cancelled and time.perf_counter() - started > window:
+                    await pilot.press("ctrl+g")
+                    cancelled = True
+            result = {"seconds": time.perf_counter() - started,
+                      "status": "cancelled" if cancelled else "done",
+                      "torch_in_app": "torch" in sys.modules,
+                      "notes": [n.message for n in app._notifications][-2:]}
         else:
             worker = app.run_worker(train, thread=True, exit_on_error=False)
             while not worker.is_finished:
@@ -486,7 +510,7 @@ def main() -> None:
     parser.add_argument("--workspace", help="reuse (or create) this workspace file")
     parser.add_argument("--starts", type=int, default=5, help="start-ups per case (a)")
     parser.add_argument("--users", type=int, default=20, help="users opened (b)")
-    parser.add_argument("--stall-variants", default="default,threads1,process",
+    parser.add_argument("--stall-variants", default="app,default,threads1,process",
                         help="comma-separated: default (a thread worker, trains to the end), "
                         "threads1 (the same with torch.set_num_threads(1)), process (the "
                         "training in a child process)")
@@ -586,8 +610,9 @@ def report(args: argparse.Namespace, db: Path, load_start: float) -> None:
         seconds = result.get("seconds") or 0.0
         rate = stall["reports"] / seconds if seconds else 0.0
         limit = f" (stopped at {window:.0f} s if not done)" if window else ""
-        reports = (f"{stall['reports']:,} progress reports ({rate:.1f}/s)"
-                   if stall["variant"] != "process" else "progress stays in the child")
+        reports = {"process": "progress stays in the child",
+                   "app": "progress relayed from the child as JSON lines"}.get(
+            stall["variant"], f"{stall['reports']:,} progress reports ({rate:.1f}/s)")
         print(f"{'':<{w}}one epoch: {result.get('status', result.get('error'))} after "
               f"{seconds:.0f} s{limit}, {reports}")
         print(f"{'':<{w}}worst: {worst_stalls(stall)}")

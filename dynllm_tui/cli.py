@@ -95,6 +95,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--exclude-bought", action="store_true",
                     help="stored recommendations leave out items the user already bought")
     tr.add_argument("--json", action="store_true")
+    tr.add_argument("--progress-jsonl", action="store_true", help="machine-readable output: "
+                    "one JSON object a line on stdout per progress event, then a 'done' or "
+                    "'error' event (what the app reads from its training process)")
 
     ev = sub.add_parser("evaluate", help="model report of a run beside the baselines")
     ev.add_argument("--run", type=int, help="run id (default: the active run)")
@@ -125,6 +128,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       "the model's no-profile vector)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, "
                       "with early stopping)")
+    demo.add_argument("--progress-jsonl", action="store_true", help="machine-readable output "
+                      "(implies --no-open): one JSON object a line on stdout per progress "
+                      "event, then a 'done' or 'error' event")
     return parser
 
 
@@ -149,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_demo(args)
         return _open_app(args.db)
     except DynllmError as exc:
+        _emit_error(args, str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except sqlite3.OperationalError as exc:  # e.g. locked by a long write in another process
-        print(f"error: workspace {args.db or '(default)'}: {exc}", file=sys.stderr)
+        message = f"workspace {args.db or '(default)'}: {exc}"
+        _emit_error(args, message)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was kept", file=sys.stderr)
@@ -160,6 +169,28 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+
+
+def _emit(event: dict[str, Any]) -> None:
+    """One line of `--progress-jsonl` output, flushed at once (a reader waits on it)."""
+    sys.stdout.write(json.dumps(event, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return float(value)
+
+
+def _emit_error(args: argparse.Namespace, message: str) -> None:
+    if getattr(args, "progress_jsonl", False):
+        try:
+            _emit({"event": "error", "message": message})
+        except (BrokenPipeError, OSError):
+            pass
 
 
 def _rate_column_class():
@@ -369,6 +400,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     with _progress_bar("train") as bar, _cancel_on_sigint() as cancel:
         def progress(p: Any) -> None:
+            if args.progress_jsonl:
+                _emit({"event": "progress", "stage": p.stage, "epoch": p.epoch,
+                       "batch": p.batch, "n_batches": p.n_batches, "loss": p.loss,
+                       "metrics": p.metrics})
+                return
             label = f"epoch {p.epoch} {p.stage}"
             if p.loss is not None:
                 label += f" loss {p.loss:.4f}"
@@ -382,7 +418,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             ablation=args.ablation, resume=args.resume, patience=args.patience,
             exclude_bought=args.exclude_bought, progress=progress, cancel=cancel,
         )
-    if args.json:
+    if args.progress_jsonl:
+        _emit({"event": "done", "summary": summary.__dict__})
+    elif args.json:
         print(json.dumps(summary.__dict__, indent=2, default=float))
     else:
         full = summary.test.get("full", {})
@@ -447,6 +485,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     options = {"profile_limit": args.profile_users}
     if args.epochs is not None:
         options["epochs"] = args.epochs
+    if args.progress_jsonl:
+        return _demo_jsonl(db, options)
     if not args.no_open:
         # The app opens at once and builds in a background worker, with progress on Home, so
         # the analyst can browse what exists while profiles and training run.
@@ -477,6 +517,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("demo build stopped; run `dynllm-tui demo` again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _demo_jsonl(db: Any, options: dict[str, Any]) -> int:
+    """`demo --progress-jsonl`: the build with one JSON line per progress report."""
+    from dynllm_tui.jobs import demo_job
+
+    def progress(done: int, total: int, phase: str) -> None:
+        _emit({"event": "progress", "done": done, "total": total, "phase": phase})
+
+    with _cancel_on_sigint() as cancel:
+        summary = demo_job(db, progress=progress, cancel=cancel, **options)
+    training = summary.training
+    _emit({"event": "done", "summary": {
+        "db": summary.db, "run_id": summary.run_id, "cancelled": summary.cancelled,
+        "seconds": summary.seconds,
+        "training_status": None if training is None else training.status,
+    }})
+    return EXIT_INTERRUPTED if summary.cancelled else 0
 
 
 def _open_app(db: str | None) -> int:

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
-from dynllm_tui import jobs
+from dynllm_tui import child_job, jobs
 from dynllm_tui.ui.common.empty_state import EmptyState
 from dynllm_tui.ui.export.export_modal import ExportModal
 from dynllm_tui.ui.formatting import NO_PROFILE, NO_RUN
@@ -76,11 +76,14 @@ async def test_home_lists_runs_with_test_metrics(ui_workspace):
 def import_only_demo(monkeypatch):
     """The demo build reduced to its import phase: the full build (LLM profiles, training) is
     the jobs' tests' business and takes minutes; these tests are about the UI around it."""
-    def demo_job(db_path, progress=None, cancel=None):
-        return jobs.import_job(db_path, jobs.demo_data_path(), preset="online-retail",
-                               progress=progress, cancel=cancel)
+    def run_cli_job(args, db, on_event, cancel):  # stands in for the `demo --no-open` child
+        assert args[:2] == ["demo", "--no-open"]
+        jobs.import_job(db, jobs.demo_data_path(), preset="online-retail", cancel=cancel,
+                        progress=lambda d, t, p: on_event(
+                            {"event": "progress", "done": d, "total": t, "phase": p}))
+        return {"run_id": None, "cancelled": False, "seconds": {}}
 
-    monkeypatch.setattr(jobs, "demo_job", demo_job)
+    monkeypatch.setattr(child_job, "run_cli_job", run_cli_job)
 
 
 async def test_empty_workspace_builds_the_demo_in_one_key(tmp_path, import_only_demo):

@@ -1,7 +1,9 @@
 """Home: workspace summary, pipeline status, imports; on an empty workspace, the demo in one key.
 
 The demo build (`dynllm_tui.jobs.demo_job`: import, then profiles, training and replay as that
-job grows) runs in a thread worker with a progress bar and its current phase; the app stays
+job grows) runs as a child process, `dynllm-tui demo --no-open` (`dynllm_tui.child_job`: torch,
+llama.cpp and transformers never load in the app, so they never stall its event loop), watched
+by a thread worker, with a progress bar and its current phase; the app stays
 usable meanwhile, and the summary reloads each time a phase ends (its data has landed). The
 app's `build_demo=True` (what `dynllm-tui demo` opens) starts the same build as Home first shows.
 """
@@ -28,6 +30,19 @@ from storage.queries import workspace_status
 
 PROGRESS_EVERY_S = 0.1  # demo progress reaches the UI at most 10 times a second
 LOCK_POLL_S = 2.0  # how often to look whether a training started or ended (any process)
+
+
+def demo_args(options: dict[str, Any]) -> list[str]:
+    """`dynllm-tui demo` arguments for the app's demo options (those of `demo_job`)."""
+    args = ["demo", "--no-open"]
+    if options.get("profile_limit") is not None:
+        args += ["--profile-users", str(options["profile_limit"])]
+    if options.get("epochs") is not None:
+        args += ["--epochs", str(options["epochs"])]
+    unknown = set(options) - {"profile_limit", "epochs"}
+    if unknown:
+        raise ValueError(f"demo options the CLI does not take: {', '.join(sorted(unknown))}")
+    return args
 
 
 class HomeScreen(WorkbenchScreen):
@@ -143,7 +158,7 @@ class HomeScreen(WorkbenchScreen):
 
     @work(thread=True, exclusive=True, group="demo", exit_on_error=False)
     def build_demo(self, cancel: Any) -> None:
-        from dynllm_tui.jobs import demo_job
+        from dynllm_tui import child_job
 
         sent = {"at": 0.0, "phase": None}
 
@@ -161,8 +176,11 @@ class HomeScreen(WorkbenchScreen):
             # the job and Home's first load never both create the schema (sqlite would fail
             # one of them with "table already exists").
             db = self.workbench.reader.path
-            result = demo_job(db, progress=progress, cancel=cancel,
-                              **self.workbench.demo_options)
+            result = child_job.run_cli_job(
+                demo_args(self.workbench.demo_options), db,
+                lambda e: progress(int(e.get("done") or 0), int(e.get("total") or 0),
+                                   str(e.get("phase") or "")),
+                cancel)
         except Exception as exc:
             if cancel():  # a phase that reports a cancel by raising
                 self.deliver(self.demo_done, False, str(exc))
@@ -170,7 +188,7 @@ class HomeScreen(WorkbenchScreen):
                 self.fail("Demo", exc)
                 self.deliver(self.demo_done, False)
             return
-        if cancel() or getattr(result, "cancelled", False):
+        if cancel() or result.get("cancelled"):
             self.deliver(self.demo_done, False, "cancelled")
         else:
             self.deliver(self.demo_done, True)

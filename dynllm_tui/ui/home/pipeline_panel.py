@@ -53,8 +53,10 @@ class PipelinePanel(Static):
                              *(metric(headline.get(m)) for m in HEADLINE_METRICS))
             grid.add_row("Runs", runs)
         if holder is not None:
-            where = ("in this app" if holder.get("pid") == os.getpid()
-                     else "in another process")
+            from dynllm_tui.child_job import child_pids
+
+            ours = holder.get("pid") == os.getpid() or holder.get("pid") in child_pids()
+            where = "in this app" if ours else "in another process"
             grid.add_row("Training", Text(f"training in progress {where} ({describe(holder)})",
                                           style="bold yellow"))
         grid.add_row("Next", Text(self.next_step(status, has_data, train_key), style="italic"))

@@ -15,6 +15,11 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 DEVICES = ("auto", "cpu", "cuda")
+# models.dynllm.ABLATIONS, spelled out: importing models imports torch (~200 ms holding the GIL,
+# a visible stall of the app), and the training itself runs in a child process. A test keeps
+# the two equal.
+ABLATIONS = ("no_profiles", "no_distill", "no_time_projection", "no_neighbours",
+             "facet:crowd_segment", "facet:interests", "facet:categories", "facet:brands")
 NO_ABLATION = "none"
 # label, input id, default (the CLI's defaults, so the form and `dynllm-tui train` agree)
 TEXT_FIELDS = (
@@ -44,6 +49,17 @@ class TrainParams:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "patience": self.patience, "seed": self.seed, "device": self.device,
                 "no_profiles": self.no_profiles, "ablation": self.ablation}
+
+    def cli_args(self) -> list[str]:
+        """The same parameters as arguments of `dynllm-tui train`."""
+        args = ["train", "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+                "--lr", repr(float(self.lr)), "--patience", str(self.patience),
+                "--seed", str(self.seed), "--device", self.device]
+        if self.no_profiles:
+            args.append("--no-profiles")
+        if self.ablation:
+            args += ["--ablation", self.ablation]
+        return args
 
 
 def _whole(text: str, low: int, high: int) -> int:
@@ -146,7 +162,7 @@ class TrainingForm(Vertical):
         return out
 
     def set_ablations(self, names: Sequence[str]) -> None:
-        """The ablations the model offers (known once `models` is imported, off the UI thread)."""
+        """The ablations the model offers (`ABLATIONS`)."""
         self.ablations = tuple(names)
         select = self.query_one("#ablation", Select)
         current = select.value

@@ -1,5 +1,7 @@
-"""Training: `dynllm-tui train` as a form, run in a thread worker with a live progress bar, loss
-and validation plots, and a cancel key; the finished run then appears under Runs.
+"""Training: `dynllm-tui train` as a form, run as a child process (`dynllm_tui.child_job`: torch
+never loads in the app, so its event loop never stalls on it) watched by a thread worker, with a
+live progress bar, loss and validation plots, and a cancel key (SIGINT to the child: it keeps
+the best checkpoint); the finished run then appears under Runs.
 
 The screen is a Textual mode's screen, so it lives as long as the app: switching to another
 section leaves it (and its worker) running, and coming back shows the progress made meanwhile.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from textual import on, work
@@ -22,13 +26,37 @@ from dynllm_tui.train_lock import describe, run_status, training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.keys import bindings
 from dynllm_tui.ui.training.progress_relay import ProgressRelay, RelayUpdate
-from dynllm_tui.ui.training.training_form import TrainingForm, TrainParams, parse_params
+from dynllm_tui.ui.training.training_form import (
+    ABLATIONS,
+    TrainingForm,
+    TrainParams,
+    parse_params,
+)
 from dynllm_tui.ui.training.training_plots import TrainingPlots
 from dynllm_tui.ui.training.training_progress import TrainingProgress
 from storage.browse import RunSummary, headline_metrics, list_runs
 
 DRAIN_EVERY_S = 0.1  # UI updates from a running training: at most 10 a second
 LOCK_POLL_S = 2.0  # how often to look whether another process started or ended a training
+
+
+@dataclass
+class TrainProgress:
+    """A progress event of the training child: the attributes of models.training.Progress
+    (which the app does not import: that would import torch)."""
+
+    stage: str
+    epoch: int
+    batch: int
+    n_batches: int
+    loss: float | None = None
+    metrics: dict | None = None
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> TrainProgress:
+        return cls(str(event.get("stage", "")), int(event.get("epoch") or 0),
+                   int(event.get("batch") or 0), int(event.get("n_batches") or 0),
+                   event.get("loss"), event.get("metrics"))
 
 
 class TrainingScreen(WorkbenchScreen):
@@ -97,15 +125,8 @@ class TrainingScreen(WorkbenchScreen):
                             if run_status(r.status, r.id, r.created_at, holder) == "interrupted"]
         self.show_status()
 
-    @work(thread=True, exclusive=True, group="training-ablations", exit_on_error=False)
     def load_ablations(self) -> None:
-        # models.dynllm imports torch (seconds): never on the UI thread, never at start-up.
-        try:
-            from models.dynllm import ABLATIONS
-        except Exception as exc:
-            self.fail("Training", exc)
-            return
-        self.deliver(self.set_ablations, ABLATIONS)
+        self.set_ablations(ABLATIONS)
 
     def set_ablations(self, names: tuple[str, ...]) -> None:
         self.query_one(TrainingForm).set_ablations(names)
@@ -126,7 +147,9 @@ class TrainingScreen(WorkbenchScreen):
         holder = self.holder
         if self.running or holder is None:
             return None
-        if holder.get("pid") == os.getpid():
+        from dynllm_tui.child_job import child_pids
+
+        if holder.get("pid") == os.getpid() or holder.get("pid") in child_pids():
             return f"the demo build is training in this app ({describe(holder)})"
         return f"training in progress in another process ({describe(holder)})"
 
@@ -214,16 +237,23 @@ class TrainingScreen(WorkbenchScreen):
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
     def run_training(self, params: TrainParams, relay: ProgressRelay, cancel: Any) -> None:
-        from dynllm_tui.train_job import train_job
+        from dynllm_tui import child_job
 
         try:
-            summary = train_job(self.workbench.db_path, **params.job_kwargs(), progress=relay,
-                                cancel=cancel)
+            summary = child_job.run_cli_job(
+                params.cli_args(), self.workbench.db_path,
+                lambda event: relay(TrainProgress.from_event(event)), cancel)
         except Exception as exc:
-            self.fail("Training", exc)
+            if cancel() and isinstance(exc, child_job.ChildJobError):
+                # Cancelled while the child was still starting (before its Ctrl-C handler):
+                # nothing was trained, nothing to report as an error.
+                self.deliver(self.notify, "Training stopped before it started",
+                             title="Training", severity="warning")
+            else:
+                self.fail("Training", exc)
             self.deliver(self.training_done, None)
             return
-        self.deliver(self.training_done, summary)
+        self.deliver(self.training_done, SimpleNamespace(**summary))
 
     def drain(self) -> None:
         if self.relay is None or self.params is None:

@@ -39,6 +39,7 @@ printed with the table: on a shared machine the wall-clock numbers move with it.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -406,6 +407,22 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
                 label.update(f"training: {p.stage} epoch {p.epoch} batch {p.batch}/{p.n_batches}")
 
         app.set_interval(0.1, drain)
+        if variant == "app":  # open the screen first: its first paint is not training's cost
+            await pilot.press("4")
+            await pilot.pause(0.5)
+            app.screen.query_one("#epochs").value = "1"
+            app.screen.query_one("#no_profiles").value = True
+            await pilot.pause()
+        gc_pauses: list[tuple[float, float]] = []  # (start, seconds) of each collection
+        gc_start = [0.0]
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                gc_start[0] = time.perf_counter()
+            else:
+                gc_pauses.append((gc_start[0], time.perf_counter() - gc_start[0]))
+
+        gc.callbacks.append(on_gc)
         app.set_interval(0.01, lambda: ticks.append(time.perf_counter()))
         await asyncio.sleep(idle_s)
         idle = list(ticks)
@@ -432,12 +449,7 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
                       "exit": child.returncode, "stderr": stderr[-500:]}
         elif variant == "app":  # what the analyst does: the Training screen's Start key
             stages.append((started, "Training screen (child process)"))
-            await pilot.press("4")
-            await pilot.pause(0.3)
             screen = app.screen
-            screen.query_one("#epochs").value = "1"
-            screen.query_one("#no_profiles").value = True
-            await pilot.pause()
             await pilot.press("ctrl+s")
             await pilot.pause(0.3)
             cancelled = False
@@ -459,6 +471,10 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
             result = worker.result if worker.error is None else {"error": repr(worker.error)}
         stages.append((time.perf_counter(), "done"))
         training = list(ticks)
+        gc.callbacks.remove(on_gc)
+    # Garbage-collector pauses while training, so a long gap can be told from the job's cost.
+    result["longest_gc_ms"] = round(1000 * max((d for t, d in gc_pauses if t >= started),
+                                               default=0.0))
     return {"variant": variant, "idle": idle, "training": training, "started": started,
             "window": window, "reports": reports[0], "result": result, "stages": stages}
 
@@ -615,7 +631,8 @@ def report(args: argparse.Namespace, db: Path, load_start: float) -> None:
             stall["variant"], f"{stall['reports']:,} progress reports ({rate:.1f}/s)")
         print(f"{'':<{w}}one epoch: {result.get('status', result.get('error'))} after "
               f"{seconds:.0f} s{limit}, {reports}")
-        print(f"{'':<{w}}worst: {worst_stalls(stall)}")
+        print(f"{'':<{w}}worst: {worst_stalls(stall)}; longest GC pause meanwhile "
+              f"{result.get('longest_gc_ms', 0)} ms")
         if not window and args.stall_window:  # the same window as the other variants
             first_top, first_p99 = lags([t for t in stall["training"]
                                          if t <= stall["started"] + args.stall_window])

@@ -8,6 +8,7 @@ the config file (`dynllm_tui.ui.config`).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -53,6 +54,7 @@ class WorkbenchApp(App[None]):
         self.reader = WorkspaceReader(db)
         self.users_search = ""  # the Users screen's current search (export "search result")
         self.workspace_name = Path(db).name if db else ""
+        self._background_jobs = 0
         self.build_demo_on_start = build_demo
         self.demo_options: dict[str, Any] = dict(demo_options or {})
         # The workspace's path as jobs and the training lock name it, known without opening
@@ -76,6 +78,9 @@ class WorkbenchApp(App[None]):
 
     def on_unmount(self) -> None:
         self.reader.close()
+        if self._background_jobs:
+            self._background_jobs = 0
+            gc.unfreeze()
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -119,6 +124,20 @@ class WorkbenchApp(App[None]):
         refresh = getattr(self.screen, "refresh_data", None)
         if refresh is not None:
             refresh()
+
+    def background_job_started(self) -> None:
+        """A long job (training, the demo build) runs in a child process and streams progress.
+        Everything the app holds now is long-lived, so it is frozen out of the garbage collector
+        meanwhile: a full collection would otherwise rescan Textual's caches (~150k objects,
+        about 100 ms, measured by bench/ui.py) and freeze the UI in the middle of the job."""
+        if self._background_jobs == 0:
+            gc.freeze()
+        self._background_jobs += 1
+
+    def background_job_finished(self) -> None:
+        self._background_jobs = max(0, self._background_jobs - 1)
+        if self._background_jobs == 0:
+            gc.unfreeze()
 
     def data_changed(self) -> None:
         """A job changed the workspace (a training finished, the demo grew): refresh the section

@@ -249,3 +249,20 @@ async def test_demo_builds_in_the_background_and_home_follows_its_phases(tmp_pat
         await wait_for(pilot, lambda: not home.demo_running, 30, "the stopped build")
         assert any("Demo build stopped" in m for m in messages(app, "warning"))
         assert not messages(app, "error")
+
+
+async def test_a_background_job_freezes_the_garbage_collector_until_it_ends(plain_workspace):
+    """While a child job streams progress, the app's long-lived objects are frozen out of the
+    collector (a full collection would stall the UI ~100 ms); they are released afterwards."""
+    import gc
+
+    app = make_app(plain_workspace)
+    async with app.run_test(size=SIZE):
+        before = gc.get_freeze_count()
+        app.background_job_started()
+        app.background_job_started()  # training and the demo build at once
+        frozen = gc.get_freeze_count()
+        app.background_job_finished()
+        still = gc.get_freeze_count()
+        app.background_job_finished()
+        assert frozen > before and still == frozen and gc.get_freeze_count() == 0

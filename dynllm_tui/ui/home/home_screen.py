@@ -154,6 +154,7 @@ class HomeScreen(WorkbenchScreen):
         self.query_one("#demo-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#demo-progress").add_class("running")
         self.refresh_bindings()
+        self.workbench.background_job_started()
         self.build_demo(self._cancel)
 
     @work(thread=True, exclusive=True, group="demo", exit_on_error=False)
@@ -206,6 +207,8 @@ class HomeScreen(WorkbenchScreen):
             self.demo_phase = phase
 
     def demo_done(self, ok: bool, stopped: str | None = None) -> None:
+        if self.demo_running:
+            self.workbench.background_job_finished()
         self.demo_running = False
         self._cancel = None
         self.query_one("#demo-progress").remove_class("running")

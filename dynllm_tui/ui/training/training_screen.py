@@ -226,6 +226,7 @@ class TrainingScreen(WorkbenchScreen):
         self.show_status()
         self.refresh_bindings()
         self._drain_timer = self.set_interval(DRAIN_EVERY_S, self.drain)
+        self.workbench.background_job_started()
         self.run_training(params, self.relay, self.cancel_flag)
 
     def action_cancel_training(self) -> None:
@@ -276,6 +277,8 @@ class TrainingScreen(WorkbenchScreen):
             self._drain_timer = None
         if self.relay is not None:
             self.apply(self.relay.drain(), force=True)
+        if self.running:
+            self.workbench.background_job_finished()
         self.running = False
         self.cancel_flag = None
         self.relay = None

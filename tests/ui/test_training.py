@@ -265,4 +265,9 @@ async def test_a_background_job_freezes_the_garbage_collector_until_it_ends(plai
         app.background_job_finished()
         still = gc.get_freeze_count()
         app.background_job_finished()
-        assert frozen > before and still == frozen and gc.get_freeze_count() == 0
+        # Frozen objects can still be freed by reference counting while the app runs, so the
+        # count may shrink a little between readings; what matters is that one finished job of
+        # two does not release the freeze, and the last one does.
+        assert frozen > before
+        assert still > frozen // 2
+        assert gc.get_freeze_count() == 0

@@ -116,11 +116,14 @@ def train_job(
     resume: int | None = None,
     patience: int = 10,
     exclude_bought: bool = False,
+    repeat_term: bool = False,
     progress: Callable[[Any], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     on_replay: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
-    """Train (or resume run `resume`), record the run, replay the best model into the workspace."""
+    """Train (or resume run `resume`), record the run, replay the best model into the workspace.
+    `repeat_term` adds the learned repeat-purchase term to the paper's dot-product score
+    (models.dynllm.RepeatTerm)."""
     from models.dynllm import DynLLMConfig
     from models.events import NotEnoughEventsError
     from models.stream import NonFiniteLossError
@@ -129,7 +132,8 @@ def train_job(
     started = time.perf_counter()
     with Workspace.open(db_path, create=False) as ws:
         data = load_workspace_data(ws, use_profiles=not no_profiles)
-        model_config = DynLLMConfig(no_profiles=no_profiles or data.profiles is None)
+        model_config = DynLLMConfig(no_profiles=no_profiles or data.profiles is None,
+                                    repeat_term=repeat_term)
         if ablation:
             try:
                 model_config = model_config.ablation(ablation)
@@ -141,7 +145,8 @@ def train_job(
             raise DynllmError(str(exc)) from None
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                    device=device, patience=patience)
-        config = {"model_name": "dynllm" + (f" ({ablation})" if ablation else ""),
+        config = {"model_name": "dynllm" + (" + repeat" if repeat_term else "")
+                  + (f" ({ablation})" if ablation else ""),
                   "model": asdict(model_config), "train": asdict(train_config),
                   "with_profiles": data.profiles is not None,
                   "item_text": data.item_text is not None,
@@ -275,7 +280,7 @@ def evaluate_job(
     report is stored with the run."""
     from models.dynllm import DynLLMConfig
     from models.evaluation import model_report
-    from models.report import baseline_results, run_model_report
+    from models.report import baseline_results, method_label, run_model_report
     from models.training import TrainConfig
     from storage.exports import resolve_run
 
@@ -297,8 +302,10 @@ def evaluate_job(
                                     DynLLMConfig(**model_fields), train_config,
                                     progress=progress, should_stop=cancel)
         else:
-            results = {"DynLLM" if config.get("with_profiles") else "DynLLM (no profiles)":
-                       json.loads(test_json or "{}")}
+            model_fields = {**config["model"], "facets": tuple(config["model"]["facets"])}
+            label = method_label(DynLLMConfig(**model_fields),
+                                 with_profiles=bool(config.get("with_profiles")))
+            results = {label: json.loads(test_json or "{}")}
             if progress is not None:
                 progress("baselines", None)
             results.update(baseline_results(data.log, train_config))

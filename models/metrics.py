@@ -15,7 +15,7 @@ With one positive per event Recall@K equals Hit@K; both are reported because rea
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -57,12 +57,16 @@ def ranks_in_chunks(
     true_items: torch.Tensor,
     candidates: torch.Tensor | None = None,
     chunk: int = 1024,
+    adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Ranks for dot-product models: scores = score_rows @ item_matrix.T, computed `chunk` rows
-    at a time so that [chunk, n_items] is the largest matrix ever held."""
+    at a time so that [chunk, n_items] is the largest matrix ever held. `adjust(scores, lo)`
+    may add a per-row term to the chunk starting at row lo (the repeat term)."""
     out = []
     for lo in range(0, len(score_rows), chunk):
         scores = score_rows[lo : lo + chunk] @ item_matrix.T
+        if adjust is not None:
+            scores = adjust(scores, lo)
         out.append(true_item_ranks(scores, true_items[lo : lo + chunk], candidates).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 

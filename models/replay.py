@@ -81,8 +81,11 @@ def top_items(
         users = np.arange(lo, min(lo + chunk, log.n_users))
         times = np.full(len(users), at)
         facets, mask = profile_inputs(model, profiles, users, at)
-        emb = model.user_embeddings(memory, finder, users, times, at, facets, mask).embedding
-        scores = (emb @ items.T).cpu()
+        out = model.user_embeddings(memory, finder, users, times, at, facets, mask)
+        scores = out.embedding @ items.T
+        if out.repeat is not None:
+            scores = out.repeat.add_to(scores)
+        scores = scores.cpu()
         if seen is not None:
             scores[seen[lo:lo + len(users)]] = -torch.inf
         top = scores.topk(k, dim=1)

@@ -4,6 +4,7 @@ of candidates — rows = methods, columns = metrics (see evaluation.format_repor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import torch
 
@@ -13,6 +14,14 @@ from models.evaluation import evaluate_scorer, model_report
 from models.events import EventLog, chronological_split
 from models.profile_index import ProfileIndex
 from models.training import Progress, TrainConfig, train
+
+
+def method_label(config: DynLLMConfig, *, with_profiles: bool, ablation: str | None = None) -> str:
+    """The report's name for a DynLLM variant, e.g. 'DynLLM + repeat term no_distill'."""
+    label = "DynLLM" + ("" if with_profiles else " (no profiles)")
+    if config.repeat_term:
+        label += " + repeat term"
+    return label if ablation is None else f"{label} {ablation}"
 
 
 def baseline_results(log: EventLog, config: TrainConfig) -> dict[str, dict]:
@@ -33,18 +42,28 @@ def run_model_report(
     train_config: TrainConfig,
     *,
     ablations: Iterable[str] = ABLATIONS,
+    repeat_counterpart: bool = True,
     progress: Callable[[str, Progress | None], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
     """Train DynLLM and each ablation (same split and seed), evaluate the baselines, and return
-    the report rows. Profile ablations are skipped when there are no profiles."""
+    the report rows. Profile ablations are skipped when there are no profiles. With
+    `repeat_counterpart` the same model with the repeat term toggled is trained too, so the
+    report always shows the paper's model beside the one with the repeat term."""
     results: dict[str, dict] = {}
-    variants = {"DynLLM": model_config}
+    with_profiles = profiles is not None
+    if not with_profiles:
+        model_config = replace(model_config, no_profiles=True)
+    variants = {method_label(model_config, with_profiles=with_profiles): model_config}
+    if repeat_counterpart:
+        other = replace(model_config, repeat_term=not model_config.repeat_term)
+        variants[method_label(other, with_profiles=with_profiles)] = other
     for name in ablations:
-        if profiles is None and (name == "no_profiles" or name.startswith("facet:")
-                                 or name == "no_distill"):
+        if not with_profiles and (name == "no_profiles" or name.startswith("facet:")
+                                  or name == "no_distill"):
             continue  # without profiles these equal plain DynLLM (trained with no_profiles)
-        variants[f"DynLLM {name}"] = model_config.ablation(name)
+        variants[method_label(model_config, with_profiles=with_profiles, ablation=name)] = (
+            model_config.ablation(name))
     for label, cfg in variants.items():
         if should_stop is not None and should_stop():
             break
@@ -54,8 +73,7 @@ def run_model_report(
         result = train(log, item_text, profiles, cfg, train_config, progress=relay,
                        should_stop=should_stop)
         if result.test:
-            results[label if profiles is not None or label != "DynLLM"
-                    else "DynLLM (no profiles)"] = result.test
+            results[label] = result.test
     if progress is not None:
         progress("baselines", None)
     results.update(baseline_results(log, train_config))

@@ -104,7 +104,11 @@ def run_batches(
                 item_emb = model.item_embeddings(memory, finder, needed, cut)
                 inverse = torch.as_tensor(inverse, device=model.device)
                 pos, neg = item_emb[inverse[: len(items)]], item_emb[inverse[len(items):]]
-                loss = bpr_loss(user_out.embedding, pos, neg, reg)
+                extra = (None, None)
+                if user_out.repeat is not None:
+                    extra = tuple(user_out.repeat.pair_scores(torch.as_tensor(x).to(model.device))
+                                  for x in (items, negatives))
+                loss = bpr_loss(user_out.embedding, pos, neg, reg, *extra)
                 if not torch.isfinite(loss):
                     where = f"epoch {epoch}, " if epoch is not None else ""
                     raise NonFiniteLossError(
@@ -126,7 +130,9 @@ def run_batches(
                 true = torch.as_tensor(items, device=model.device)
                 for name, cand in (candidates or {}).items():
                     result.ranks[name].append(
-                        ranks_in_chunks(user_out.embedding, item_emb, true, cand, chunk))
+                        ranks_in_chunks(user_out.embedding, item_emb, true, cand, chunk,
+                                        adjust=None if user_out.repeat is None
+                                        else user_out.repeat.add_to))
                 pos = item_emb[true]
             model.end_batch(memory, users, items, times, user_out.embedding, pos)
         if on_batch is not None:

@@ -216,7 +216,7 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = _build_model(log, split, item_text, profiles, model_config, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.param_groups(cfg.lr))
     memory = model.new_memory(cfg.memory_device)
     finder = NeighborFinder(log)
     history: list[EpochRecord] = []

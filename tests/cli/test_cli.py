@@ -103,9 +103,11 @@ def test_demo_builds_the_whole_pipeline_without_opening(tmp_path, capsys):
         profiled = ws.conn.execute("SELECT count(DISTINCT user_id) FROM profiles "
                                    "WHERE status = 'ok'").fetchone()[0]
         run = ws.conn.execute("SELECT status, active FROM runs").fetchall()
+        config = json.loads(ws.conn.execute("SELECT config FROM runs").fetchone()[0])
         recommended = ws.conn.execute(
             "SELECT count(DISTINCT user_id) FROM recommendations WHERE run_id = 1").fetchone()[0]
     assert profiled == 2 and run == [("done", 1)] and recommended == 200
+    assert config["model"]["repeat_term"] and config["model_name"] == "dynllm + repeat"
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "run 1 was already trained" in out and "0 made" in out

@@ -96,6 +96,8 @@ def test_model_report_runs_every_row():
                             TrainConfig(epochs=1, batch_size=100, device="cpu"),
                             ablations=("no_neighbours", "no_profiles"))
     methods = [r["method"] for r in rows if r["protocol"] == "full"]
-    assert methods[:2] == ["DynLLM (no profiles)", "DynLLM no_neighbours"]
-    assert len(methods) == 5 and any(m.startswith("BPR-MF") for m in methods)
+    # The paper's model, its counterpart with the repeat term, the ablations, the baselines.
+    assert methods[:3] == ["DynLLM (no profiles)", "DynLLM (no profiles) + repeat term",
+                           "DynLLM (no profiles) no_neighbours"]
+    assert len(methods) == 6 and any(m.startswith("BPR-MF") for m in methods)
     assert {r["n_events"] for r in rows} == {len(chronological_split(log).test)}

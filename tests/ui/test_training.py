@@ -98,6 +98,7 @@ def test_the_form_offers_the_models_ablations_and_passes_them_to_the_cli():
     assert params.cli_args() == ["train", "--epochs", "3", "--batch-size", "512", "--lr",
                                  "0.001", "--patience", "2", "--seed", "7", "--device", "cpu",
                                  "--no-profiles", "--ablation", "facet:brands"]
+    assert TrainParams(1, 64, 0.01, 1, 0, repeat_term=True).cli_args()[-1] == "--repeat-term"
 
 
 def test_the_screens_that_train_never_import_torch():

@@ -30,7 +30,8 @@ TEXT_FIELDS = (
     ("Seed", "seed", "0"),
 )
 LABELS = {field: label for label, field, _ in TEXT_FIELDS} | {
-    "device": "Device", "ablation": "Ablation", "no_profiles": "No profiles"}
+    "device": "Device", "ablation": "Ablation", "no_profiles": "No profiles",
+    "repeat_term": "Repeat term"}
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,14 @@ class TrainParams:
     device: str = "auto"
     no_profiles: bool = False
     ablation: str | None = None
+    repeat_term: bool = False
 
     def job_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `train_job` (progress and cancel aside)."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "patience": self.patience, "seed": self.seed, "device": self.device,
-                "no_profiles": self.no_profiles, "ablation": self.ablation}
+                "no_profiles": self.no_profiles, "ablation": self.ablation,
+                "repeat_term": self.repeat_term}
 
     def cli_args(self) -> list[str]:
         """The same parameters as arguments of `dynllm-tui train`."""
@@ -59,6 +62,8 @@ class TrainParams:
             args.append("--no-profiles")
         if self.ablation:
             args += ["--ablation", self.ablation]
+        if self.repeat_term:
+            args.append("--repeat-term")
         return args
 
 
@@ -113,6 +118,7 @@ def parse_params(raw: Mapping[str, Any],
     if errors:
         return None, errors
     return TrainParams(**values, device=str(device), no_profiles=bool(raw.get("no_profiles")),
+                       repeat_term=bool(raw.get("repeat_term")),
                        ablation=None if ablation == NO_ABLATION else str(ablation)), {}
 
 
@@ -144,6 +150,9 @@ class TrainingForm(Vertical):
                          id="ablation", compact=True)
             yield Label("")
             yield Checkbox("No profiles", id="no_profiles", compact=True)
+            yield Label("")
+            yield Checkbox("Repeat term", id="repeat_term", compact=True,
+                           tooltip="add a learned repeat-purchase term to the score")
         with Horizontal(id="form-buttons"):
             yield Button("Start", id="start", variant="primary", compact=True)
             yield Button("Cancel", id="cancel", variant="error", compact=True, disabled=True)
@@ -159,6 +168,7 @@ class TrainingForm(Vertical):
         out["device"] = self.query_one("#device", Select).value
         out["ablation"] = self.query_one("#ablation", Select).value
         out["no_profiles"] = self.query_one("#no_profiles", Checkbox).value
+        out["repeat_term"] = self.query_one("#repeat_term", Checkbox).value
         return out
 
     def set_ablations(self, names: Sequence[str]) -> None:

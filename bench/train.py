@@ -51,15 +51,16 @@ def _authors_way(share_queries: bool, loop_finder: bool, heapq_ranking: bool):
     from models.metrics import heapq_ranks
     from models.neighbors import LoopNeighborFinder
 
-    saved = (training.NeighborFinder, stream.ranks_in_chunks, dynllm.DynLLM.__init__)
+    saved = (training.NeighborFinder, stream.protocol_ranks_in_chunks, dynllm.DynLLM.__init__)
     if loop_finder:
         training.NeighborFinder = LoopNeighborFinder
     if heapq_ranking:
-        def ranks(rows, item_matrix, true, candidates=None, chunk=1024):
-            cand = None if candidates is None else candidates.cpu().numpy()
-            return torch.as_tensor(heapq_ranks(rows.cpu().numpy(), item_matrix.cpu().numpy(),
-                                               true.cpu().numpy(), cand), dtype=torch.float64)
-        stream.ranks_in_chunks = ranks
+        def ranks(rows, item_matrix, true, protocols, chunk=1024, adjust=None):
+            return {name: torch.as_tensor(
+                heapq_ranks(rows.cpu().numpy(), item_matrix.cpu().numpy(), true.cpu().numpy(),
+                            None if cand is None else cand.cpu().numpy()), dtype=torch.float64)
+                for name, cand in protocols.items()}
+        stream.protocol_ranks_in_chunks = ranks
     if not share_queries:
         original_init = dynllm.DynLLM.__init__
 
@@ -70,7 +71,7 @@ def _authors_way(share_queries: bool, loop_finder: bool, heapq_ranking: bool):
     try:
         yield np
     finally:
-        training.NeighborFinder, stream.ranks_in_chunks, dynllm.DynLLM.__init__ = saved
+        training.NeighborFinder, stream.protocol_ranks_in_chunks, dynllm.DynLLM.__init__ = saved
 
 
 def _epoch_seconds(data, epochs: int, **slow_parts) -> tuple[float, object]:

@@ -103,9 +103,9 @@ class RepeatEvidence:
         return ((self.items == targets[:, None]) * self.weights).sum(1)
 
     def add_to(self, scores: torch.Tensor, lo: int = 0) -> torch.Tensor:
-        """scores [b, n_items] for rows lo..lo+b, with the term added."""
+        """Adds the term, in place, to scores [b, n_items] of rows lo..lo+b and returns them."""
         hi = lo + len(scores)
-        return scores.scatter_add(1, self.items[lo:hi], self.weights[lo:hi].to(scores.dtype))
+        return scores.scatter_add_(1, self.items[lo:hi], self.weights[lo:hi].to(scores.dtype))
 
 
 class RepeatTerm(nn.Module):

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from models.events import EventLog, Split, time_batches
-from models.metrics import DEFAULT_KS, metrics_from_ranks, true_item_ranks
+from models.metrics import DEFAULT_KS, metrics_from_ranks, protocol_ranks
 
+RANK_ROWS = 512
 REPORT_COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr")
 
 
@@ -53,8 +54,12 @@ def evaluate_scorer(
         true = torch.as_tensor(log.item_idx[events.start:events.stop])
         scores = scorer.scores(users, log.ts[events.start:events.stop], events.start,
                                float(log.ts[events.start]))
-        for name, cand in protocols.items():
-            ranks[name].append(true_item_ranks(scores, true, cand).cpu())
+        # Row blocks keep the sign matrix small (a batch of float64 scores over 68k items is
+        # already 1 GB).
+        for lo in range(0, len(scores), RANK_ROWS):
+            block = protocol_ranks(scores[lo:lo + RANK_ROWS], true[lo:lo + RANK_ROWS], protocols)
+            for name, r in block.items():
+                ranks[name].append(r)
     return {name: metrics_from_ranks(torch.cat(r), ks) for name, r in ranks.items()}
 
 

@@ -23,6 +23,43 @@ import torch
 DEFAULT_KS = (10, 20, 50)
 
 
+def protocol_ranks(
+    scores: torch.Tensor,
+    true_items: torch.Tensor,
+    protocols: dict[str, torch.Tensor | None],
+    *,
+    overwrite: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Rank (1 = best, fractional under ties) of true_items[b] in scores[b, :] under each
+    protocol: {name: None (all items) or bool [n_items] candidates (the true item always
+    competes)}. With `overwrite` the caller's `scores` buffer is reused (and destroyed).
+
+    One pass serves every protocol: with s = sign(scores - true score), the tie rule's rank is
+    #greater + (#equal - 1) / 2 + 1 = (sum of s over the competing items + their number + 1) / 2
+    (the true item contributes s = 0 and is one of the competitors). The sums are of +-1 and 0,
+    exact in float32 below 2**24 items; with candidates the sum is one matrix-vector product."""
+    true_items = true_items.to(scores.device)
+    true_scores = scores.gather(1, true_items.view(-1, 1))
+    diffs = scores.sub_(true_scores) if overwrite else scores - true_scores
+    # torch.sign(NaN) is 0, which would quietly count a NaN as a tie. A row sum is a cheap
+    # reduction that any NaN (or inf - inf, or +inf and -inf together) turns into NaN.
+    if torch.isnan(diffs.sum(1)).any():
+        raise ValueError("scores contain NaN (or infinities that cannot be compared); "
+                         "refusing to rank them")
+    signs = diffs.sign_()
+    out = {}
+    for name, candidates in protocols.items():
+        if candidates is None:
+            total = signs.sum(1).double()
+            n_competing = torch.full_like(total, signs.shape[1])
+        else:
+            cand = candidates.to(signs.device)
+            total = (signs @ cand.to(signs.dtype)).double()
+            n_competing = cand.sum(dtype=torch.float64) + (~cand[true_items]).double()
+        out[name] = ((total + n_competing + 1) / 2).cpu()
+    return out
+
+
 def true_item_ranks(
     scores: torch.Tensor, true_items: torch.Tensor, candidates: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -30,25 +67,31 @@ def true_item_ranks(
 
     scores: [B, n_items]; true_items: int64 [B]; candidates: optional bool [n_items] — only
     those items compete (the true item always does)."""
-    # NaN compares false with everything, which would rank the true item first. A row sum is a
-    # cheap reduction that any NaN (or +inf and -inf together) turns into NaN.
-    if torch.isnan(scores.sum(1)).any():
-        raise ValueError("scores contain NaN; refusing to rank them")
-    true_items = true_items.to(scores.device)
-    true_scores = scores.gather(1, true_items.view(-1, 1))
-    if candidates is None:
-        # count_nonzero over a comparison is the cheapest pass torch offers on the CPU; the
-        # true item is always among the "greater or equal", so it is taken off the ties.
-        n_greater = torch.count_nonzero(scores > true_scores, dim=1)
-        n_equal_others = torch.count_nonzero(scores >= true_scores, dim=1) - n_greater - 1
-        return n_greater.double() + n_equal_others.double() / 2 + 1
-    candidates = candidates.to(scores.device).view(1, -1)
-    greater = (scores > true_scores) & candidates
-    equal = (scores == true_scores) & candidates
-    equal.scatter_(1, true_items.view(-1, 1), False)  # the true item does not tie with itself
-    n_greater = torch.count_nonzero(greater, dim=1)
-    n_equal_others = torch.count_nonzero(equal, dim=1)
-    return n_greater.double() + n_equal_others.double() / 2 + 1
+    return protocol_ranks(scores, true_items, {"ranks": candidates})["ranks"]
+
+
+def protocol_ranks_in_chunks(
+    score_rows: torch.Tensor,
+    item_matrix: torch.Tensor,
+    true_items: torch.Tensor,
+    protocols: dict[str, torch.Tensor | None],
+    chunk: int = 1024,
+    adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Ranks for dot-product models under each protocol: scores = score_rows @ item_matrix.T,
+    computed once per `chunk` rows, so [chunk, n_items] is the largest matrix ever held.
+    `adjust(scores, lo)` may add a per-row term to the chunk starting at row lo (the repeat
+    term); it may work in place."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in protocols}
+    for lo in range(0, len(score_rows), chunk):
+        scores = score_rows[lo : lo + chunk] @ item_matrix.T
+        if adjust is not None:
+            scores = adjust(scores, lo)
+        ranks = protocol_ranks(scores, true_items[lo : lo + chunk], protocols, overwrite=True)
+        for name, r in ranks.items():
+            parts[name].append(r)
+    return {name: torch.cat(p) if p else torch.zeros(0, dtype=torch.float64)
+            for name, p in parts.items()}
 
 
 def ranks_in_chunks(
@@ -59,16 +102,9 @@ def ranks_in_chunks(
     chunk: int = 1024,
     adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Ranks for dot-product models: scores = score_rows @ item_matrix.T, computed `chunk` rows
-    at a time so that [chunk, n_items] is the largest matrix ever held. `adjust(scores, lo)`
-    may add a per-row term to the chunk starting at row lo (the repeat term)."""
-    out = []
-    for lo in range(0, len(score_rows), chunk):
-        scores = score_rows[lo : lo + chunk] @ item_matrix.T
-        if adjust is not None:
-            scores = adjust(scores, lo)
-        out.append(true_item_ranks(scores, true_items[lo : lo + chunk], candidates).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    """protocol_ranks_in_chunks for one protocol."""
+    return protocol_ranks_in_chunks(score_rows, item_matrix, true_items, {"ranks": candidates},
+                                    chunk, adjust)["ranks"]
 
 
 def metrics_from_ranks(ranks: np.ndarray | torch.Tensor, ks: Iterable[int] = DEFAULT_KS) -> dict:

@@ -18,7 +18,7 @@ import torch
 from models.dynllm import DynLLM, bpr_loss, sample_negatives
 from models.events import EventLog
 from models.memory import NodeMemory
-from models.metrics import ranks_in_chunks
+from models.metrics import protocol_ranks_in_chunks
 from models.neighbors import NeighborFinder
 from models.profile_index import ProfileIndex
 
@@ -128,11 +128,11 @@ def run_batches(
             else:
                 item_emb = model.item_embeddings(memory, finder, all_items, cut)
                 true = torch.as_tensor(items, device=model.device)
-                for name, cand in (candidates or {}).items():
-                    result.ranks[name].append(
-                        ranks_in_chunks(user_out.embedding, item_emb, true, cand, chunk,
-                                        adjust=None if user_out.repeat is None
-                                        else user_out.repeat.add_to))
+                ranks = protocol_ranks_in_chunks(
+                    user_out.embedding, item_emb, true, candidates, chunk,
+                    adjust=None if user_out.repeat is None else user_out.repeat.add_to)
+                for name, r in ranks.items():
+                    result.ranks[name].append(r)
                 pos = item_emb[true]
             model.end_batch(memory, users, items, times, user_out.embedding, pos)
         if on_batch is not None:

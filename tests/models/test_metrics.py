@@ -12,6 +12,8 @@ from models.metrics import (
     heapq_ranks,
     loop_ranks,
     metrics_from_ranks,
+    protocol_ranks,
+    protocol_ranks_in_chunks,
     ranks_in_chunks,
     true_item_ranks,
 )
@@ -45,6 +47,31 @@ def test_matches_brute_force_with_many_ties(seed):
     for key in fast:
         assert fast[key] == pytest.approx(slow[key]), key
     assert fast["recall@5"] == fast["hit@5"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_all_protocols_in_one_pass_match_brute_force(dtype):
+    """One sign pass ranks under every protocol at once, also when the true item is not a
+    candidate (it still competes) and when the caller's buffer may be overwritten."""
+    rng = np.random.default_rng(7)
+    scores = rng.integers(0, 5, size=(80, 40)).astype(np.float64)
+    true = rng.integers(0, 40, 80)
+    cand = rng.random(40) < 0.4  # some true items are left out of the candidates
+    assert not cand[true].all()
+    protocols = {"full": None, "paper": torch.tensor(cand)}
+    buffer = torch.tensor(scores, dtype=dtype)
+    got = protocol_ranks(buffer, torch.tensor(true), protocols, overwrite=True)
+    with_true = np.repeat(cand[None, :], len(true), axis=0)
+    with_true[np.arange(len(true)), true] = True
+    expected_paper = [brute_force_ranks(scores[b:b + 1], true[b:b + 1], with_true[b])[0]
+                      for b in range(len(true))]
+    np.testing.assert_allclose(got["full"].numpy(), brute_force_ranks(scores, true))
+    np.testing.assert_allclose(got["paper"].numpy(), expected_paper)
+    assert got["full"].dtype == torch.float64
+    rows, identity = torch.tensor(scores, dtype=dtype), torch.eye(40, dtype=dtype)
+    chunked = protocol_ranks_in_chunks(rows, identity, torch.tensor(true), protocols, chunk=7)
+    for name in protocols:
+        torch.testing.assert_close(chunked[name], got[name])
 
 
 def test_chunked_dot_product_ranks():

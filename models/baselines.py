@@ -8,10 +8,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.events import EventLog
+from models.events import DAY, EventLog
 from models.neighbors import NeighborFinder
 
-DAY = 86_400.0
 # Tie-breaker weight: small enough never to overturn a real score difference, large enough to
 # order items the main score leaves tied (e.g. everything a user never bought) by popularity.
 TIE_BREAK = 1e-6

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.events import DAY
 from models.facets import FacetAttention, FacetProjection, TopKDistill
 from models.graph_attention import TemporalAttentionLayer
 from models.memory import NodeMemory
@@ -85,7 +86,6 @@ class TimeProjection(nn.Module):
         return memory * (1 + factor)
 
 
-DAY = 86_400.0
 REPEAT_HALF_LIVES_DAYS = (1.0, 7.0, 30.0, 180.0)
 REPEAT_LR_FACTOR = 30.0
 
@@ -117,22 +117,22 @@ class RepeatTerm(nn.Module):
     Retail they come out negative for 1 and 7 days and positive for 30 and 180: wholesale buyers
     restock an item weeks later, not the next day. A store where nobody rebuys learns w ~ 0."""
 
-    def __init__(self, history: int):
+    def __init__(self, history: int, n_users: int):
         super().__init__()
-        self.history = history
+        self.history, self.n_users = history, n_users
         self.register_buffer("half_lives",
                              torch.tensor(REPEAT_HALF_LIVES_DAYS, dtype=torch.float64) * DAY)
         self.weight = nn.Parameter(torch.zeros(len(REPEAT_HALF_LIVES_DAYS)))
 
-    def forward(self, finder: NeighborFinder, users: np.ndarray, cut_time: float,
-                n_users: int) -> RepeatEvidence:
+    def forward(self, finder: NeighborFinder, users: np.ndarray,
+                cut_time: float) -> RepeatEvidence:
         nb = finder.find(users, np.full(len(users), cut_time), self.history)
         device = self.weight.device
         age = torch.as_tensor(cut_time - nb.times, device=device)
         decay = torch.exp2(-age[..., None] / self.half_lives).float()  # [B, K, H]
         mask = torch.as_tensor(nb.mask, device=device)
         weights = (decay @ self.weight) * mask
-        items = torch.as_tensor(np.where(nb.mask, nb.nodes - n_users, 0), device=device)
+        items = torch.as_tensor(np.where(nb.mask, nb.nodes - self.n_users, 0), device=device)
         return RepeatEvidence(items, weights)
 
 
@@ -192,7 +192,7 @@ class DynLLM(nn.Module):
         self.item_updater = nn.GRUCell(d, d)
         # log1p(gap in seconds) standardised with the training part's statistics.
         self.register_buffer("gap_stats", torch.tensor([0.0, 1.0], dtype=torch.float64))
-        self.repeat = RepeatTerm(config.repeat_history) if config.repeat_term else None
+        self.repeat = RepeatTerm(config.repeat_history, n_users) if config.repeat_term else None
         # Off only to measure the authors' one-query-per-event way (bench/train.py).
         self.share_repeated_queries = True
 
@@ -332,8 +332,7 @@ class DynLLM(nn.Module):
                                   dtype=torch.float32, device=self.device)
             parts.append(self.projection_norm(self.time_projection(mem, gap)))
         base = self.user_base(self.dropout(torch.cat(parts, dim=-1)))
-        repeat = None if self.repeat is None else self.repeat(finder, users, cut_time,
-                                                               self.n_users)
+        repeat = None if self.repeat is None else self.repeat(finder, users, cut_time)
         if cfg.no_profiles:
             return UserOutput(base, None, repeat)
         if facets is None or facet_mask is None:
@@ -364,13 +363,13 @@ class DynLLM(nn.Module):
 
 
 def bpr_loss(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float,
-             pos_extra: torch.Tensor | None = None,
-             neg_extra: torch.Tensor | None = None) -> torch.Tensor:
+             extra: torch.Tensor | None = None) -> torch.Tensor:
     """BPR with one sampled negative per positive, plus reg * mean squared embedding norm.
-    `pos_extra` / `neg_extra` are score terms added to the dot products (the repeat term)."""
+    `extra` [B] is added to each positive-minus-negative score difference (the repeat term's
+    share, which has no embeddings to regularise)."""
     diff = (user * pos).sum(-1) - (user * neg).sum(-1)
-    if pos_extra is not None:
-        diff = diff + pos_extra - neg_extra
+    if extra is not None:
+        diff = diff + extra
     l2 = (user.pow(2).sum(-1) + pos.pow(2).sum(-1) + neg.pow(2).sum(-1)).mean()
     return -F.logsigmoid(diff).mean() + reg * l2
 

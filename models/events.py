@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+DAY = 86_400.0  # seconds: event times are Unix seconds
+
 
 class NotEnoughEventsError(ValueError):
     """The log is too small (or too concentrated in time) to split or train on."""

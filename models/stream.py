@@ -104,11 +104,13 @@ def run_batches(
                 item_emb = model.item_embeddings(memory, finder, needed, cut)
                 inverse = torch.as_tensor(inverse, device=model.device)
                 pos, neg = item_emb[inverse[: len(items)]], item_emb[inverse[len(items):]]
-                extra = (None, None)
+                extra = None
                 if user_out.repeat is not None:
-                    extra = tuple(user_out.repeat.pair_scores(torch.as_tensor(x).to(model.device))
-                                  for x in (items, negatives))
-                loss = bpr_loss(user_out.embedding, pos, neg, reg, *extra)
+                    pos_repeat, neg_repeat = (
+                        user_out.repeat.pair_scores(torch.as_tensor(x).to(model.device))
+                        for x in (items, negatives))
+                    extra = pos_repeat - neg_repeat
+                loss = bpr_loss(user_out.embedding, pos, neg, reg, extra)
                 if not torch.isfinite(loss):
                     where = f"epoch {epoch}, " if epoch is not None else ""
                     raise NonFiniteLossError(

@@ -164,10 +164,10 @@ def test_repeat_term_decays_with_age_and_sees_only_purchases_before_the_cut():
     day = 86_400.0
     # user 0 buys item 1 on days 0 and 1 and item 2 on day 10; user 1 buys item 0 on day 10.
     log = EventLog.from_arrays([0, 0, 0, 1], [1, 1, 2, 0], [0.0, day, 10 * day, 10 * day], 2, 3)
-    term = RepeatTerm(history=5)
+    term = RepeatTerm(history=5, n_users=2)
     with torch.no_grad():
         term.weight.copy_(torch.tensor([1.0, 0.0, 0.0, 2.0]))  # half-lives 1 d and 180 d
-    evidence = term(NeighborFinder(log), np.array([0, 1]), 10 * day, n_users=2)
+    evidence = term(NeighborFinder(log), np.array([0, 1]), 10 * day)
     scores = evidence.add_to(torch.zeros(2, 3))
 
     def worth(age_days: float) -> float:

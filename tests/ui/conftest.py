@@ -25,6 +25,14 @@ def _fix_import_time(db: Path) -> None:
         conn.execute("UPDATE imports SET imported_at = ?, seconds = 1.0", (FIXED_IMPORT_TIME,))
 
 
+def add_unfinished_run(db: Path, run_id: int, status: str, error: str | None = None) -> None:
+    """A run row with no outputs: 'running' (perhaps left by a killed process) or 'failed'."""
+    with Workspace.open(db) as ws, ws.transaction() as conn:
+        conn.execute("INSERT INTO runs (id, created_at, status, config, error) "
+                     "VALUES (?, '2026-01-06T00:00:00+00:00', ?, '{}', ?)",
+                     (run_id, status, error))
+
+
 def add_run(db: Path, run_id: int = 1, *, active: bool = True, n_users: int = RUN_USERS) -> None:
     """A finished run with test metrics and a model report, and its outputs for the `n_users`
     most active users: top-20 recommendations (a mix of bought and new items), facet weights

@@ -26,7 +26,7 @@ from dynllm_tui.ui.user_detail.user_detail_screen import UserDetailScreen
 from dynllm_tui.ui.users.users_screen import UsersScreen
 from dynllm_tui.ui.users.users_table import UsersTable
 from storage.workspace import Workspace
-from tests.ui.conftest import TOP_USER, add_run, make_app, settle
+from tests.ui.conftest import TOP_USER, add_run, add_unfinished_run, make_app, settle
 
 SIZE = (80, 24)
 
@@ -352,9 +352,7 @@ async def test_runs_empty_state(plain_workspace):
 
 async def test_runs_choose_the_active_run(ui_workspace):
     add_run(ui_workspace, run_id=2, active=False)
-    with sqlite3.connect(ui_workspace) as conn:
-        conn.execute("INSERT INTO runs (id, created_at, status, config, error) VALUES "
-                     "(3, '2026-01-06T00:00:00+00:00', 'failed', '{}', 'NaN loss at batch 7')")
+    add_unfinished_run(ui_workspace, 3, "failed", "NaN loss at batch 7")
     app = make_app(ui_workspace)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
@@ -378,9 +376,7 @@ async def test_runs_choose_the_active_run(ui_workspace):
 
 
 async def test_runs_show_a_run_left_running_by_a_killed_process_as_interrupted(ui_workspace):
-    with sqlite3.connect(ui_workspace) as conn:
-        conn.execute("INSERT INTO runs (id, created_at, status, config) VALUES "
-                     "(2, '2026-01-06T00:00:00+00:00', 'running', '{}')")
+    add_unfinished_run(ui_workspace, 2, "running")
     app = make_app(ui_workspace)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")

@@ -20,7 +20,7 @@ from storage.browse import (
     users_page,
 )
 from storage.workspace import Workspace
-from tests.ui.conftest import TOP_USER, add_profiles, add_run
+from tests.ui.conftest import TOP_USER, add_profiles, add_run, add_unfinished_run
 
 
 @pytest.fixture
@@ -134,9 +134,8 @@ def test_user_detail_with_a_run_and_profiles(ui_workspace):
 
 def test_runs_and_the_active_run(ui_workspace):
     add_run(ui_workspace, run_id=2, active=False)
+    add_unfinished_run(ui_workspace, 3, "failed", "NaN loss")
     with Workspace.open(ui_workspace) as ws:
-        ws.conn.execute("INSERT INTO runs (id, created_at, status, config, error) VALUES "
-                        "(3, '2026-01-06T00:00:00+00:00', 'failed', '{}', 'NaN loss')")
         runs = list_runs(ws)
         assert [r.id for r in runs] == [3, 2, 1]
         assert active_run(ws).id == 1

@@ -6,7 +6,6 @@ holder (failed job, killed process)."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -27,7 +26,7 @@ from dynllm_tui.train_lock import (
 from storage.errors import DynllmError
 from storage.workspace import Workspace
 from tests.conftest import REPO
-from tests.ui.conftest import make_app, settle
+from tests.ui.conftest import add_unfinished_run, make_app, settle
 from tests.ui.test_app import text
 
 SIZE = (80, 24)
@@ -123,9 +122,7 @@ async def test_app_shows_the_other_training_and_refuses_start(ui_workspace, othe
 
 
 async def test_a_run_left_running_by_a_dead_process_shows_as_interrupted(ui_workspace):
-    with sqlite3.connect(ui_workspace) as conn:
-        conn.execute("INSERT INTO runs (id, created_at, status, config) VALUES "
-                     "(2, '2026-01-06T00:00:00+00:00', 'running', '{}')")
+    add_unfinished_run(ui_workspace, 2, "running")
     app = make_app(ui_workspace)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

@@ -33,11 +33,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models.llm_backend import LocalLLM  # noqa: E402
-from models.profile_output import extract_json_object  # noqa: E402
-from models.profile_prompt import _EXAMPLES, HistoryEvent, UserHistory  # noqa: E402
-from models.profiler import Profiler, ProfileResult  # noqa: E402
-from models.title_categories import category_from_title  # noqa: E402
+from models.profiles.llm_backend import LocalLLM  # noqa: E402
+from models.profiles.output import extract_json_object  # noqa: E402
+from models.profiles.profiler import Profiler, ProfileResult  # noqa: E402
+from models.profiles.prompt import _EXAMPLES, HistoryEvent, UserHistory  # noqa: E402
+from models.profiles.title_categories import category_from_title  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail" / (
     "online_retail.csv.gz")

@@ -47,7 +47,7 @@ def _bound_s(results) -> float:
 
 def _snapshot_count(data: Path) -> int:
     """Snapshots the default policy makes over the whole file (import into a temp workspace)."""
-    from models.snapshots import DEFAULT_MIN_NEW, plan_snapshots
+    from models.data.snapshots import DEFAULT_MIN_NEW, plan_snapshots
     from storage.importer import run_import
     from storage.presets import preset_spec
     from storage.profiles import interaction_arrays

@@ -29,7 +29,7 @@ COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
 def _load(args: argparse.Namespace, tmp: Path):
-    from dynllm_tui.train_job import load_workspace_data
+    from dynllm_tui.jobs.workspace_data import load_workspace_data
     from storage.importer import run_import
     from storage.presets import preset_spec
     from storage.workspace import Workspace
@@ -65,10 +65,10 @@ def main() -> None:
                         help="'all', 'none' or a comma list (see models.dynllm.ABLATIONS)")
     args = parser.parse_args()
 
-    from models.dynllm import ABLATIONS, DynLLMConfig
-    from models.evaluation import format_report
-    from models.report import run_model_report
-    from models.training import TrainConfig
+    from models.evaluation.protocols import format_report
+    from models.evaluation.report import run_model_report
+    from models.network.dynllm import ABLATIONS, DynLLMConfig
+    from models.training.loop import TrainConfig
 
     ablations = (ABLATIONS if args.ablations == "all" else () if args.ablations == "none"
                  else tuple(a.strip() for a in args.ablations.split(",")))

@@ -46,11 +46,11 @@ def _authors_way(share_queries: bool, loop_finder: bool, heapq_ranking: bool):
     import numpy as np
     import torch
 
-    import models.dynllm as dynllm
-    import models.stream as stream
-    import models.training as training
-    from models.metrics import heapq_ranks
-    from models.neighbors import LoopNeighborFinder
+    import models.network.dynllm as dynllm
+    import models.training.loop as training
+    import models.training.stream as stream
+    from models.data.neighbors import LoopNeighborFinder
+    from models.evaluation.metrics import heapq_ranks
 
     saved = (training.NeighborFinder, stream.protocol_ranks_in_chunks, dynllm.DynLLM.__init__)
     if loop_finder:
@@ -76,8 +76,8 @@ def _authors_way(share_queries: bool, loop_finder: bool, heapq_ranking: bool):
 
 
 def _epoch_seconds(data, epochs: int, **slow_parts) -> tuple[float, object]:
-    from models.dynllm import DynLLMConfig
-    from models.training import TrainConfig, train
+    from models.network.dynllm import DynLLMConfig
+    from models.training.loop import TrainConfig, train
 
     with _authors_way(**slow_parts):
         result = train(data.log, data.item_text, None, DynLLMConfig(no_profiles=True),
@@ -97,9 +97,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from dynllm_tui.train_job import load_workspace_data
-    from models.metrics import heapq_ranks, loop_ranks, ranks_in_chunks
-    from models.neighbors import NeighborFinder
+    from dynllm_tui.jobs.workspace_data import load_workspace_data
+    from models.data.neighbors import NeighborFinder
+    from models.evaluation.metrics import heapq_ranks, loop_ranks, ranks_in_chunks
     from storage.importer import run_import
     from storage.presets import preset_spec
     from storage.workspace import Workspace

@@ -380,7 +380,7 @@ async def _stall_async(db: str, variant: str, window: float | None, idle_s: floa
         stages.append((time.perf_counter(), "import torch"))
         import torch
 
-        from dynllm_tui.train_job import train_job
+        from dynllm_tui.jobs.training import train_job
 
         if variant == "threads1":
             torch.set_num_threads(1)
@@ -567,7 +567,7 @@ def report(args: argparse.Namespace, db: Path, load_start: float) -> None:
                                "--window", str(window or 0)))
     if not has_run(db):
         print("training one epoch so that user detail has a run…", file=sys.stderr)
-        from dynllm_tui.train_job import train_job
+        from dynllm_tui.jobs.training import train_job
 
         train_job(str(db), epochs=1, no_profiles=True)
     print("(a) start-up…", file=sys.stderr)

@@ -47,7 +47,7 @@ class WorkbenchApp(App[None]):
                  build_demo: bool = False, demo_options: dict[str, Any] | None = None) -> None:
         """`build_demo`: start building the demo workspace in `db` as soon as Home shows (what
         `dynllm-tui demo` does, so the app opens at once and fills in as the build goes);
-        `demo_options`: extra keyword arguments of `jobs.demo_job` (epochs, profile_limit)."""
+        `demo_options`: extra keyword arguments of `jobs.demo.demo_job` (epochs, profile_limit)."""
         super().__init__()
         self.db = db
         self.config = config if config is not None else load_config()

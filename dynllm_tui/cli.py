@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dynllm_tui.terminal import cancel_on_sigint, progress_bar
 from storage.errors import DynllmError
 
 EXIT_ERROR = 2
@@ -196,90 +194,14 @@ def _emit_error(args: argparse.Namespace, message: str) -> None:
             pass
 
 
-def _rate_column_class():
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        """Units per second (profiles/s, batches/s), or per-unit seconds when slower than 1/s."""
-
-        def render(self, task) -> Text:
-            speed = task.speed
-            if not speed:
-                return Text("")
-            return Text(f"{speed:.1f}/s" if speed >= 1 else f"{1 / speed:.1f} s each")
-
-    return RateColumn
-
-
-@contextmanager
-def _progress_bar(label: str, *, phases: bool = False
-                  ) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar on a terminal; nothing when output is piped. With `phases`, each new
-    phase name restarts the bar, so its rate and ETA are the phase's own."""
-    if not sys.stderr.isatty():
-        yield lambda done, total, phase: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    rate_column = _rate_column_class()
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TaskProgressColumn(), TextColumn("{task.fields[phase]}"),
-        rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=1, phase="")
-        current = [None]
-
-        def update(done: int, total: int, phase: str) -> None:
-            if phases and phase != current[0]:
-                current[0] = phase
-                bar.reset(task, total=max(total, 1), completed=done, phase=phase)
-                return
-            bar.update(task, completed=done, total=max(total, 1), phase=phase)
-
-        yield update
-
-
-@contextmanager
-def _cancel_on_sigint() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C asks the job to stop at its next checkpoint; the job then raises."""
-    from dynllm_tui.jobs import CancelFlag
-
-    flag = CancelFlag()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag():
-            raise KeyboardInterrupt
-        flag.set()
-        print("\nstopping at the next checkpoint (Ctrl-C again to force)", file=sys.stderr)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _cmd_import(args: argparse.Namespace) -> int:
-    from dynllm_tui.jobs import import_job
+    from dynllm_tui.jobs.imports import import_job
 
     preset = args.preset or "generic"
     if args.path is None and preset != "complete-journey":
         raise DynllmError("import needs a PATH (only --preset complete-journey has a default)")
-    with _progress_bar(f"import {Path(args.path).name if args.path else preset}") as bar, \
-            _cancel_on_sigint() as cancel:
+    with progress_bar(f"import {Path(args.path).name if args.path else preset}") as bar, \
+            cancel_on_sigint() as cancel:
         summary = import_job(
             args.db, args.path, preset=preset, mapping=args.mapping, items=args.items,
             users=args.users, time_format=args.time_format, fmt=args.fmt,
@@ -343,11 +265,9 @@ def _print_summary(summary: Any) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from storage.queries import workspace_status
-    from storage.workspace import Workspace
+    from dynllm_tui.jobs.status import status_job
 
-    with Workspace.open(args.db) as ws:
-        status = workspace_status(ws)
+    status = status_job(args.db)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -375,10 +295,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from dynllm_tui.profiles_job import profiles_job
+    from dynllm_tui.jobs.profiles import profiles_job
 
     users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
-    with _progress_bar("profiles") as bar, _cancel_on_sigint() as cancel:
+    with progress_bar("profiles") as bar, cancel_on_sigint() as cancel:
         summary = profiles_job(
             args.db, llm=args.llm, chat_format=args.chat_format, every=args.every,
             min_new=args.min_new, users=users, limit=args.limit,
@@ -399,9 +319,9 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dynllm_tui.train_job import train_job
+    from dynllm_tui.jobs.training import train_job
 
-    with _progress_bar("train") as bar, _cancel_on_sigint() as cancel:
+    with progress_bar("train") as bar, cancel_on_sigint() as cancel:
         def progress(p: Any) -> None:
             if args.progress_jsonl:
                 _emit({"event": "progress", "stage": p.stage, "epoch": p.epoch,
@@ -437,10 +357,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from dynllm_tui.train_job import evaluate_job
-    from models.evaluation import format_report
+    from dynllm_tui.jobs.evaluation import evaluate_job
+    from models.evaluation.protocols import format_report
 
-    with _cancel_on_sigint() as cancel:
+    with cancel_on_sigint() as cancel:
         rows = evaluate_job(args.db, run_id=args.run, ablations=args.ablations, cancel=cancel)
     if args.protocol != "both":
         rows = [r for r in rows if r["protocol"] == args.protocol]
@@ -452,7 +372,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from dynllm_tui.train_job import recommend
+    from dynllm_tui.jobs.recommend import recommend
 
     out = recommend(args.db, args.user, k=args.k, run_id=args.run)
     if args.json:
@@ -467,23 +387,18 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from storage.exports import export_facet_weights, export_recommendations
-    from storage.workspace import Workspace
+    from dynllm_tui.jobs.export import export_job
 
     users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
-    with Workspace.open(args.db, create=False) as ws:
-        if args.what == "recommendations":
-            with _progress_bar("export") as bar:
-                count = export_recommendations(ws, args.out, k=args.k, run_id=args.run,
-                                               users=users, progress=bar)
-        else:
-            count = export_facet_weights(ws, args.out, run_id=args.run, users=users)
+    with progress_bar("export") as bar:
+        count = export_job(args.db, args.what, args.out, k=args.k, run_id=args.run, users=users,
+                           progress=bar)
     print(f"wrote {count:,} rows to {args.out}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dynllm_tui.jobs import default_demo_workspace, demo_job
+    from dynllm_tui.jobs.demo import default_demo_workspace, demo_job
 
     db = args.db or default_demo_workspace()
     options = {"profile_limit": args.profile_users}
@@ -500,7 +415,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         Workspace.open(db).close()  # a clear error here rather than inside the UI
         WorkbenchApp(str(db), build_demo=True, demo_options=options).run()
         return 0
-    with _progress_bar("demo", phases=True) as bar, _cancel_on_sigint() as cancel:
+    with progress_bar("demo", phases=True) as bar, cancel_on_sigint() as cancel:
         summary = demo_job(db, progress=bar, cancel=cancel, **options)
     if summary.imported is not None and not summary.imported.already_imported:
         _print_summary(summary.imported)
@@ -525,12 +440,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_jsonl(db: Any, options: dict[str, Any]) -> int:
     """`demo --progress-jsonl`: the build with one JSON line per progress report."""
-    from dynllm_tui.jobs import demo_job
+    from dynllm_tui.jobs.demo import demo_job
 
     def progress(done: int, total: int, phase: str) -> None:
         _emit({"event": "progress", "done": done, "total": total, "phase": phase})
 
-    with _cancel_on_sigint() as cancel:
+    with cancel_on_sigint() as cancel:
         summary = demo_job(db, progress=progress, cancel=cancel, **options)
     training = summary.training
     _emit({"event": "done", "summary": {

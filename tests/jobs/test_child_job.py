@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from dynllm_tui import child_job
-from dynllm_tui.child_job import ChildJobError, run_cli_job
-from dynllm_tui.train_lock import training_in_progress
+from dynllm_tui.jobs import child_process as child_job
+from dynllm_tui.jobs.child_process import ChildJobError, run_cli_job
+from dynllm_tui.jobs.training_lock import training_in_progress
 from storage.errors import DynllmError
 from storage.workspace import Workspace
 from tests.conftest import REPO

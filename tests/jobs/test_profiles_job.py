@@ -16,10 +16,11 @@ import time
 import numpy as np
 import pytest
 
-from dynllm_tui.jobs import CancelFlag
-from dynllm_tui.profiles_job import _history_for, load_profile_vectors, profiles_job
-from models.profile_prompt import build_messages
-from models.text_encoder import TextEncoder
+from dynllm_tui.jobs.control import CancelFlag
+from dynllm_tui.jobs.profiles import _history_for, profiles_job
+from dynllm_tui.jobs.workspace_data import load_profile_vectors
+from models.profiles.prompt import build_messages
+from models.profiles.text_encoder import TextEncoder
 from storage.profiles import user_history, user_profiles
 from storage.workspace import Workspace
 from tests.conftest import REPO
@@ -90,7 +91,7 @@ def test_facets_and_items_are_embedded_once(profiled):
     assert vectors["vectors"].shape == (summary.made, 4, 384)
     norms = np.linalg.norm(vectors["vectors"], axis=2)
     assert np.allclose(norms[norms > 0], 1.0, atol=1e-4)
-    from dynllm_tui.profiles_job import embed_texts
+    from dynllm_tui.jobs.profiles import embed_texts
 
     with Workspace.open(db, create=False) as ws:
         assert embed_texts(ws) == {}  # nothing changed, nothing recomputed

@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 from dynllm_tui.cli import EXIT_ERROR, main
-from dynllm_tui.train_job import evaluate_job, recommend, train_job
+from dynllm_tui.jobs.evaluation import evaluate_job
+from dynllm_tui.jobs.recommend import recommend
+from dynllm_tui.jobs.training import train_job
 from storage.errors import DynllmError
 from storage.workspace import Workspace
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.dynllm import DynLLMConfig
-from models.events import EventLog
-from models.profile_index import FACETS, ProfileIndex
+from models.data.events import EventLog
+from models.data.profile_index import ProfileIndex
+from models.network.dynllm import DynLLMConfig
+from models.vocabulary import FACETS
 
 
 def synthetic_log(seed: int = 0, n_events: int = 3000, n_users: int = 60,

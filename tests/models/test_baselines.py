@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.baselines import BPRMF, DAY, PopularityScorer, RepeatScorer
-from models.evaluation import (
+from models.data.events import EventLog, chronological_split
+from models.evaluation.baselines import BPRMF, DAY, PopularityScorer, RepeatScorer
+from models.evaluation.protocols import (
     evaluate_scorer,
     format_report,
     model_report,
     paper_candidates,
 )
-from models.events import EventLog, chronological_split
 from tests.models.conftest import synthetic_log
 
 
@@ -87,9 +87,9 @@ def test_paper_candidates_and_report():
 
 
 def test_model_report_runs_every_row():
-    from models.dynllm import DynLLMConfig
-    from models.report import run_model_report
-    from models.training import TrainConfig
+    from models.evaluation.report import run_model_report
+    from models.network.dynllm import DynLLMConfig
+    from models.training.loop import TrainConfig
 
     log = synthetic_log(n_events=1200)
     rows = run_model_report(log, None, None, DynLLMConfig(dim=16, time_dim=8, top_k=8),

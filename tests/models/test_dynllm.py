@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.dynllm import ABLATIONS, DynLLM, DynLLMConfig, RepeatEvidence, RepeatTerm
-from models.events import chronological_split, time_batches
-from models.facets import FacetProjection, TopKDistill
-from models.memory import last_per_node
-from models.neighbors import NeighborFinder
-from models.profile_index import FACETS
-from models.stream import run_batches
+from models.data.events import chronological_split, time_batches
+from models.data.neighbors import NeighborFinder
+from models.network.dynllm import ABLATIONS, DynLLM, DynLLMConfig, RepeatEvidence, RepeatTerm
+from models.network.facets import FacetProjection, TopKDistill
+from models.network.memory import last_per_node
+from models.training.stream import run_batches
+from models.vocabulary import FACETS
 from tests.models.conftest import SMALL, synthetic_profiles
 
 
@@ -125,7 +125,7 @@ def test_shared_repeated_queries_give_the_same_embeddings_and_gradients(log):
 def test_a_basket_reaches_memory_as_the_mean_of_its_lines():
     """Three lines of one basket leave one message: their mean ("mean") or the last ("last"),
     dated at the last line, with the gap since the node's previous update."""
-    from models.memory import NodeMemory
+    from models.network.memory import NodeMemory
 
     inputs = torch.tensor([[1.0, 0.0], [0.0, 3.0], [5.0, 5.0], [2.0, 2.0]])
     ids, times = np.array([4, 4, 7, 4]), np.array([10.0, 10.0, 11.0, 12.0])
@@ -159,7 +159,7 @@ def test_repeat_evidence_adds_the_same_term_to_pairs_and_to_full_rankings():
 
 
 def test_repeat_term_decays_with_age_and_sees_only_purchases_before_the_cut():
-    from models.events import EventLog
+    from models.data.events import EventLog
 
     day = 86_400.0
     # user 0 buys item 1 on days 0 and 1 and item 2 on day 10; user 1 buys item 0 on day 10.
@@ -180,7 +180,7 @@ def test_repeat_term_decays_with_age_and_sees_only_purchases_before_the_cut():
 def test_the_repeat_term_is_learned_from_zero_on_a_rebuying_log(log, tmp_path):
     """Users of the synthetic log rebuy a few items: the term starts as the paper's model (all
     weights 0) and learns a positive weight, faster than the rest of the network."""
-    from models.training import TrainConfig, train
+    from models.training.loop import TrainConfig, train
 
     torch.manual_seed(0)
     cfg = SMALL.ablation("no_profiles")
@@ -194,7 +194,7 @@ def test_the_repeat_term_is_learned_from_zero_on_a_rebuying_log(log, tmp_path):
                    checkpoint_dir=tmp_path)
     assert float(result.model.repeat.weight.detach().sum()) > 0.1
     # The checkpoint brings the term back: the same test metrics from the saved model.
-    from models.training import evaluate, model_from_checkpoint
+    from models.training.loop import evaluate, model_from_checkpoint
 
     saved_model, memory, _ = model_from_checkpoint(tmp_path / "best.pt", log)
     assert saved_model.config.repeat_term

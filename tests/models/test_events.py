@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.events import EventLog, NotEnoughEventsError, chronological_split, time_batches
+from models.data.events import EventLog, NotEnoughEventsError, chronological_split, time_batches
 
 
 def _log(ts, group=None) -> EventLog:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.baselines import PopularityScorer, RepeatScorer
-from models.dynllm import DynLLM
-from models.events import EventLog, time_batches
-from models.neighbors import NeighborFinder
-from models.profile_index import ProfileIndex
-from models.stream import profile_inputs, run_batches
+from models.data.events import EventLog, time_batches
+from models.data.neighbors import NeighborFinder
+from models.data.profile_index import ProfileIndex
+from models.evaluation.baselines import PopularityScorer, RepeatScorer
+from models.network.dynllm import DynLLM
+from models.training.stream import profile_inputs, run_batches
 from tests.models.conftest import SMALL, synthetic_log, synthetic_profiles
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.metrics import (
+from models.evaluation.metrics import (
     brute_force_metrics,
     brute_force_ranks,
     heapq_ranks,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.events import EventLog
-from models.neighbors import LoopNeighborFinder, NeighborFinder
+from models.data.events import EventLog
+from models.data.neighbors import LoopNeighborFinder, NeighborFinder
 
 
 def _random_log(rng, n_events, n_users, n_items, n_times) -> EventLog:
@@ -60,9 +60,9 @@ def test_loop_finder_is_a_drop_in_for_training():
     """The benchmark swaps the finders inside the model: same answers, same losses."""
     import torch
 
-    from models.dynllm import DynLLM
-    from models.events import time_batches
-    from models.stream import run_batches
+    from models.data.events import time_batches
+    from models.network.dynllm import DynLLM
+    from models.training.stream import run_batches
     from tests.models.conftest import SMALL, synthetic_log
 
     log = synthetic_log(n_events=600)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.profile_index import ProfileIndex
+from models.data.profile_index import ProfileIndex
 
 
 def test_latest_snapshot_strictly_before():

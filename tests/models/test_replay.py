@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.dynllm import DynLLM
-from models.events import time_batches
-from models.replay import replay
+from models.data.events import time_batches
+from models.network.dynllm import DynLLM
+from models.training.replay import replay
 from tests.models.conftest import SMALL, synthetic_log, synthetic_profiles
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from models.snapshots import latest_snapshot_before, period_starts, plan_snapshots
+from models.data.snapshots import latest_snapshot_before, period_starts, plan_snapshots
 
 
 def _ts(*args: int) -> int:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from models.time_encoding import TimeEncoding, basis_frequencies
+from models.network.time_encoding import TimeEncoding, basis_frequencies
 
 
 def test_basis_is_geometric_from_1_to_1e_minus_9():

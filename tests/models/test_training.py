@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import models.stream
-from models.events import EventLog, NotEnoughEventsError
-from models.neighbors import NeighborFinder
-from models.training import CheckpointError, NonFiniteLossError, TrainConfig, evaluate, train
+import models.training.stream
+from models.data.events import EventLog, NotEnoughEventsError
+from models.data.neighbors import NeighborFinder
+from models.training.loop import CheckpointError, NonFiniteLossError, TrainConfig, evaluate, train
 from tests.models.conftest import SMALL, synthetic_log, synthetic_profiles
 
 FAST = TrainConfig(epochs=2, batch_size=50, lr=3e-3, device="cpu")
@@ -71,7 +71,7 @@ def test_resume_refuses_changed_data_and_bad_files(log, tmp_path):
 
 
 def test_nan_loss_names_the_batch_and_keeps_the_last_good_checkpoint(log, tmp_path, monkeypatch):
-    real = models.stream.bpr_loss
+    real = models.training.stream.bpr_loss
     calls = {"epoch": 1, "n": 0}
 
     def poisoned(*args, **kwargs):
@@ -83,7 +83,7 @@ def test_nan_loss_names_the_batch_and_keeps_the_last_good_checkpoint(log, tmp_pa
         if p.stage == "epoch":
             calls["epoch"] = p.epoch + 1
 
-    monkeypatch.setattr(models.stream, "bpr_loss", poisoned)
+    monkeypatch.setattr(models.training.stream, "bpr_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 3/\d+ \(events \d+\.\.\d+\)"):
         train(log, None, None, SMALL, FAST, checkpoint_dir=tmp_path, progress=progress)
     saved = torch.load(tmp_path / "last.pt", weights_only=False)
@@ -125,7 +125,7 @@ def test_too_little_data_is_refused():
 
 
 def test_model_from_checkpoint_reproduces_the_test_metrics(log, tmp_path):
-    from models.training import model_from_checkpoint
+    from models.training.loop import model_from_checkpoint
 
     result = train(log, None, None, SMALL, FAST, checkpoint_dir=tmp_path)
     model, memory, saved = model_from_checkpoint(tmp_path / "best.pt", log)

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never touch the networ
 def llm():
     """The default packaged model, loaded once: its KV cache then holds the shared system
     prefix for every test that profiles."""
-    from models.llm_backend import LocalLLM
+    from models.profiles.llm_backend import LocalLLM
 
     model = LocalLLM()
     yield model
@@ -22,7 +22,7 @@ def llm():
 
 @pytest.fixture(scope="session")
 def profiler(llm):
-    from models.profiler import Profiler
+    from models.profiles.profiler import Profiler
 
     return Profiler(llm)
 
@@ -36,6 +36,6 @@ def real_histories(online_retail_path):
 
 @pytest.fixture(scope="session")
 def encoder():
-    from models.text_encoder import TextEncoder
+    from models.profiles.text_encoder import TextEncoder
 
     return TextEncoder()

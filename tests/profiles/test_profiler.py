@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from models.profile_output import parse_profile
-from models.profile_prompt import (
+from models.profiles.output import parse_profile
+from models.profiles.profiler import Profiler
+from models.profiles.prompt import (
     DERIVED,
     PROMPT_VERSION,
     UNKNOWN,
@@ -18,7 +19,6 @@ from models.profile_prompt import (
     build_candidates,
     input_hash,
 )
-from models.profiler import Profiler
 
 PHRASE = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F &'/-]+")
 

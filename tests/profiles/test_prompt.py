@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.profile_prompt import (
+from models.profiles.prompt import (
     CATALOGUE,
     DERIVED,
     MAX_CANDIDATES,
@@ -19,7 +19,7 @@ from models.profile_prompt import (
     input_hash,
     profile_schema,
 )
-from models.title_categories import CATEGORIES, category_from_title
+from models.profiles.title_categories import CATEGORIES, category_from_title
 
 DAY = 86400
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.text_encoder import TextEncoder, packaged_encoder_dir
+from models.profiles.text_encoder import TextEncoder, packaged_encoder_dir
 
 TEXTS = ["white hanging heart t-light holder", "heart shaped candle holder",
          "jumbo bag red retrospot", "Christmas decorations and gift wrap", "",

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from dynllm_tui.jobs import import_job
+from dynllm_tui.jobs.imports import import_job
 from storage.errors import InputError, WorkspaceError
 from storage.schema import SCHEMA_VERSION
 from storage.workspace import Workspace

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dynllm_tui.jobs import import_job
+from dynllm_tui.jobs.imports import import_job
 from storage.queries import rejected_lines
 from storage.workspace import Workspace
 from tests.conftest import DEMO_SLICE

@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
-from dynllm_tui import child_job, jobs
+from dynllm_tui.jobs import child_process as child_job
+from dynllm_tui.jobs import demo as jobs
 from dynllm_tui.ui.common.empty_state import EmptyState
 from dynllm_tui.ui.export.export_modal import ExportModal
 from dynllm_tui.ui.formatting import NO_PROFILE, NO_RUN

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from dynllm_tui.ui.export.export_task import ExportRequest, run_export
+from dynllm_tui.jobs.export import ExportRequest, run_export
 from storage.exports import ExportError
 from tests.ui.conftest import TOP_USER
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from dynllm_tui.train_job import train_job
-from dynllm_tui.train_lock import (
+from dynllm_tui.jobs.training import train_job
+from dynllm_tui.jobs.training_lock import (
     TrainingBusyError,
     acquire,
     holding_train_lock,
     lock_path,
-    run_status,
     training_in_progress,
 )
+from dynllm_tui.ui.run_status import run_status
 from storage.errors import DynllmError
 from storage.workspace import Workspace
 from tests.conftest import REPO
@@ -36,7 +36,7 @@ def hold_lock(db: Path, run_id: int | None = None) -> subprocess.Popen:
     """Another process that takes the training lock, says so, and sleeps until killed."""
     code = textwrap.dedent(f"""
         import sys, time
-        from dynllm_tui.train_lock import acquire
+        from dynllm_tui.jobs.training_lock import acquire
         lock = acquire({str(db)!r}, {run_id!r})
         print("locked", flush=True)
         time.sleep(120)

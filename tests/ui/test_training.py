@@ -12,15 +12,15 @@ from pathlib import Path
 
 from textual.widgets import Checkbox, DataTable, Input
 
-from dynllm_tui import child_job, jobs
 from dynllm_tui.app import WorkbenchApp
-from dynllm_tui.train_lock import training_in_progress
+from dynllm_tui.jobs import child_process as child_job
+from dynllm_tui.jobs import demo as jobs
+from dynllm_tui.jobs.training_lock import training_in_progress
 from dynllm_tui.ui.config import UiConfig
 from dynllm_tui.ui.home.home_screen import HomeScreen
 from dynllm_tui.ui.runs.runs_screen import RunsScreen
 from dynllm_tui.ui.training.progress_relay import ProgressRelay
 from dynllm_tui.ui.training.training_form import (
-    ABLATIONS,
     TrainingForm,
     TrainParams,
     parse_params,
@@ -28,7 +28,8 @@ from dynllm_tui.ui.training.training_form import (
 from dynllm_tui.ui.training.training_plots import TrainingPlots
 from dynllm_tui.ui.training.training_screen import TrainingScreen
 from dynllm_tui.ui.users.users_screen import UsersScreen
-from models.training import Progress
+from models.training.loop import Progress
+from models.vocabulary import ABLATIONS
 from storage.errors import DynllmError
 from storage.workspace import Workspace
 from tests.conftest import REPO
@@ -91,9 +92,10 @@ def test_form_validation_names_each_bad_field():
 
 
 def test_the_form_offers_the_models_ablations_and_passes_them_to_the_cli():
-    from models.dynllm import ABLATIONS as MODEL_ABLATIONS  # torch: fine in a test, not the app
+    from models.network.dynllm import DynLLMConfig  # torch: fine in a test, not the app
 
-    assert ABLATIONS == MODEL_ABLATIONS
+    for name in ABLATIONS:  # every name the form offers is one the model accepts
+        assert DynLLMConfig().ablation(name) != DynLLMConfig()
     params = TrainParams(3, 512, 0.001, 2, 7, "cpu", True, "facet:brands")
     assert params.cli_args() == ["train", "--epochs", "3", "--batch-size", "512", "--lr",
                                  "0.001", "--patience", "2", "--seed", "7", "--device", "cpu",
@@ -104,9 +106,11 @@ def test_the_form_offers_the_models_ablations_and_passes_them_to_the_cli():
 def test_the_screens_that_train_never_import_torch():
     """Training and the demo build run in child processes: their screens, the form and the
     child-job runner import no torch, llama.cpp or transformers into the app."""
-    code = ("import sys, dynllm_tui.app, dynllm_tui.child_job, "
+    code = ("import sys, dynllm_tui.app, dynllm_tui.jobs.child_process, "
             "dynllm_tui.ui.training.training_screen, dynllm_tui.ui.home.home_screen;"
-            "print(sorted({'torch', 'transformers', 'llama_cpp', 'models'} & set(sys.modules)))")
+            "heavy = {'torch', 'transformers', 'llama_cpp'} & set(sys.modules);"
+            "ours = {m for m in sys.modules if m.startswith('models.')} - {'models.vocabulary'};"
+            "print(sorted(heavy | ours))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"

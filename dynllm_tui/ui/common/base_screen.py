@@ -4,7 +4,7 @@ the way results and errors come back from thread workers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
@@ -12,9 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from dynllm_tui.ui.common.nav_bar import NavBar
-
-if TYPE_CHECKING:
-    from dynllm_tui.app import WorkbenchApp
+from dynllm_tui.ui.common.workbench import Workbench
 
 
 class WorkerResults:
@@ -24,7 +22,7 @@ class WorkerResults:
     is_attached: bool
 
     @property
-    def workbench(self) -> WorkbenchApp:
+    def workbench(self) -> Workbench:
         return self.app  # type: ignore[return-value]
 
     def fetch(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

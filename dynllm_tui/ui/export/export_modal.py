@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
+from dynllm_tui.jobs.export import DEFAULT_FILES, WHAT, ExportRequest, run_export
 from dynllm_tui.ui.common.base_screen import WorkerResults
-from dynllm_tui.ui.export.export_task import DEFAULT_FILES, WHAT, ExportRequest, run_export
 from dynllm_tui.ui.keys import bindings
 
 

@@ -1,11 +1,12 @@
 """Home: workspace summary, pipeline status, imports; on an empty workspace, the demo in one key.
 
-The demo build (`dynllm_tui.jobs.demo_job`: import, then profiles, training and replay as that
-job grows) runs as a child process, `dynllm-tui demo --no-open` (`dynllm_tui.child_job`: torch,
-llama.cpp and transformers never load in the app, so they never stall its event loop), watched
-by a thread worker, with a progress bar and its current phase; the app stays
-usable meanwhile, and the summary reloads each time a phase ends (its data has landed). The
-app's `build_demo=True` (what `dynllm-tui demo` opens) starts the same build as Home first shows.
+The demo build (`dynllm_tui.jobs.demo.demo_job`: import, then profiles, training and replay as
+that job grows) runs as a child process, `dynllm-tui demo --no-open`
+(`dynllm_tui.jobs.child_process`: torch, llama.cpp and transformers never load in the app, so
+they never stall its event loop), watched by a thread worker, with a progress bar and its current
+phase; the app stays usable meanwhile, and the summary reloads each time a phase ends (its data
+has landed). The app's `build_demo=True` (what `dynllm-tui demo` opens) starts the same build as
+Home first shows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from textual.containers import Vertical
 from textual.widgets import ProgressBar, Static
 from textual.worker import get_current_worker
 
-from dynllm_tui.train_lock import training_in_progress
+from dynllm_tui.jobs.training_lock import training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.home.imports_table import ImportsTable
 from dynllm_tui.ui.home.pipeline_panel import PipelinePanel
@@ -145,7 +146,7 @@ class HomeScreen(WorkbenchScreen):
         """Build (or finish building) the demo in this workspace, in the background."""
         if self.demo_running:
             return
-        from dynllm_tui.jobs import CancelFlag
+        from dynllm_tui.jobs.control import CancelFlag
 
         self.demo_running = True
         self.demo_phase = None
@@ -159,7 +160,7 @@ class HomeScreen(WorkbenchScreen):
 
     @work(thread=True, exclusive=True, group="demo", exit_on_error=False)
     def build_demo(self, cancel: Any) -> None:
-        from dynllm_tui import child_job
+        from dynllm_tui.jobs import child_process as child_job
 
         sent = {"at": 0.0, "phase": None}
 

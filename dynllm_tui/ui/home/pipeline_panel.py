@@ -10,8 +10,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from dynllm_tui.train_lock import describe, run_status
+from dynllm_tui.jobs.training_lock import describe
 from dynllm_tui.ui.formatting import metric, short_time
+from dynllm_tui.ui.run_status import run_status
 from storage.browse import HEADLINE_METRICS, PipelineStatus
 
 
@@ -27,7 +28,7 @@ class PipelinePanel(Static):
 
     def show(self, status: PipelineStatus, has_data: bool,
              holder: dict[str, Any] | None = None, train_key: str = "4") -> None:
-        """`holder`: who holds the workspace's training lock (`train_lock.training_in_progress`);
+        """`holder`: who holds the workspace's training lock (`training_lock.training_in_progress`);
         runs left 'running' by a process that is gone are shown as interrupted."""
         grid = Table.grid(padding=(0, 2))
         grid.add_column()
@@ -53,7 +54,7 @@ class PipelinePanel(Static):
                              *(metric(headline.get(m)) for m in HEADLINE_METRICS))
             grid.add_row("Runs", runs)
         if holder is not None:
-            from dynllm_tui.child_job import child_pids
+            from dynllm_tui.jobs.child_process import child_pids
 
             ours = holder.get("pid") == os.getpid() or holder.get("pid") in child_pids()
             where = "in this app" if ours else "in another process"

@@ -11,11 +11,12 @@ from textual import on, work
 from textual.widgets import DataTable
 from textual.worker import get_current_worker
 
-from dynllm_tui.train_lock import run_status, training_in_progress
+from dynllm_tui.jobs.training_lock import training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.common.empty_state import EmptyState
 from dynllm_tui.ui.formatting import NO_RUN
 from dynllm_tui.ui.keys import bindings
+from dynllm_tui.ui.run_status import run_status
 from dynllm_tui.ui.runs.run_report import RunReport
 from dynllm_tui.ui.runs.runs_table import RunsTable
 from storage.browse import RunSummary, active_run, list_runs, set_active_run

@@ -15,11 +15,6 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 DEVICES = ("auto", "cpu", "cuda")
-# models.dynllm.ABLATIONS, spelled out: importing models imports torch (~200 ms holding the GIL,
-# a visible stall of the app), and the training itself runs in a child process. A test keeps
-# the two equal.
-ABLATIONS = ("no_profiles", "no_distill", "no_time_projection", "no_neighbours",
-             "facet:crowd_segment", "facet:interests", "facet:categories", "facet:brands")
 NO_ABLATION = "none"
 # label, input id, default (the CLI's defaults, so the form and `dynllm-tui train` agree)
 TEXT_FIELDS = (

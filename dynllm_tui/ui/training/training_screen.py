@@ -1,11 +1,11 @@
-"""Training: `dynllm-tui train` as a form, run as a child process (`dynllm_tui.child_job`: torch
-never loads in the app, so its event loop never stalls on it) watched by a thread worker, with a
-live progress bar, loss and validation plots, and a cancel key (SIGINT to the child: it keeps
-the best checkpoint); the finished run then appears under Runs.
+"""Training: `dynllm-tui train` as a form, run as a child process (`dynllm_tui.jobs.child_process`:
+torch never loads in the app, so its event loop never stalls on it) watched by a thread worker,
+with a live progress bar, loss and validation plots, and a cancel key (SIGINT to the child: it
+keeps the best checkpoint); the finished run then appears under Runs.
 
 The screen is a Textual mode's screen, so it lives as long as the app: switching to another
 section leaves it (and its worker) running, and coming back shows the progress made meanwhile.
-One training per workspace, also across processes (`dynllm_tui.train_lock`): while another
+One training per workspace, also across processes (`dynllm_tui.jobs.training_lock`): while another
 process trains, the screen says so and Start is refused.
 """
 
@@ -22,18 +22,19 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Button
 
-from dynllm_tui.train_lock import describe, run_status, training_in_progress
+from dynllm_tui.jobs.training_lock import describe, training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.keys import bindings
+from dynllm_tui.ui.run_status import run_status
 from dynllm_tui.ui.training.progress_relay import ProgressRelay, RelayUpdate
 from dynllm_tui.ui.training.training_form import (
-    ABLATIONS,
     TrainingForm,
     TrainParams,
     parse_params,
 )
 from dynllm_tui.ui.training.training_plots import TrainingPlots
 from dynllm_tui.ui.training.training_progress import TrainingProgress
+from models.vocabulary import ABLATIONS  # torch-free: the app must not load the network
 from storage.browse import RunSummary, headline_metrics, list_runs
 
 DRAIN_EVERY_S = 0.1  # UI updates from a running training: at most 10 a second
@@ -74,7 +75,7 @@ class TrainingScreen(WorkbenchScreen):
         super().__init__()
         self.params: TrainParams | None = None
         self.running = False
-        self.cancel_flag: Any = None  # dynllm_tui.jobs.CancelFlag of the running training
+        self.cancel_flag: Any = None  # dynllm_tui.jobs.control.CancelFlag of the running training
         self.relay: ProgressRelay | None = None
         self.epochs_done = 0
         self.holder: dict[str, Any] | None = None  # the training lock's holder, if any
@@ -147,7 +148,7 @@ class TrainingScreen(WorkbenchScreen):
         holder = self.holder
         if self.running or holder is None:
             return None
-        from dynllm_tui.child_job import child_pids
+        from dynllm_tui.jobs.child_process import child_pids
 
         if holder.get("pid") == os.getpid() or holder.get("pid") in child_pids():
             return f"the demo build is training in this app ({describe(holder)})"
@@ -213,7 +214,7 @@ class TrainingScreen(WorkbenchScreen):
             self.notify(f"Not started: {other}. Wait for it to finish or stop it.",
                         title="Training", severity="error", timeout=10)
             return
-        from dynllm_tui.jobs import CancelFlag
+        from dynllm_tui.jobs.control import CancelFlag
 
         self.params = params
         self.running = True
@@ -238,7 +239,7 @@ class TrainingScreen(WorkbenchScreen):
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
     def run_training(self, params: TrainParams, relay: ProgressRelay, cancel: Any) -> None:
-        from dynllm_tui import child_job
+        from dynllm_tui.jobs import child_process as child_job
 
         try:
             summary = child_job.run_cli_job(

@@ -19,14 +19,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.dynllm import DynLLM, DynLLMConfig
-from models.evaluation import paper_candidates
-from models.events import EventLog, NotEnoughEventsError, Split, chronological_split, time_batches
-from models.memory import NodeMemory
-from models.metrics import DEFAULT_KS, metrics_from_ranks
-from models.neighbors import NeighborFinder
-from models.profile_index import ProfileIndex
-from models.stream import NonFiniteLossError, run_batches
+from models.data.events import (
+    EventLog,
+    NotEnoughEventsError,
+    Split,
+    chronological_split,
+    time_batches,
+)
+from models.data.neighbors import NeighborFinder
+from models.data.profile_index import ProfileIndex
+from models.evaluation.metrics import DEFAULT_KS, metrics_from_ranks
+from models.evaluation.protocols import paper_candidates
+from models.network.dynllm import DynLLM, DynLLMConfig
+from models.network.memory import NodeMemory
+from models.training.stream import NonFiniteLossError, run_batches
 
 __all__ = ["CheckpointError", "NonFiniteLossError", "Progress", "TrainConfig", "TrainResult",
            "evaluate", "load_checkpoint", "model_from_checkpoint", "resolve_device", "train",

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from models.vocabulary import PROFILE_FIELDS
 from storage.errors import DynllmError
 from storage.profiles import (
     interaction_arrays,
-    load_embeddings,
     profile_states,
     save_embeddings,
     save_profile,
@@ -31,7 +31,6 @@ from storage.profiles import (
 from storage.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
-FACETS = ("crowd_segment", "interests", "preferred_categories", "favored_brands")
 
 
 @dataclass
@@ -61,7 +60,7 @@ class ProfilesSummary:
 
 
 def _history_for(ws: Workspace, user_id: int, as_of: int):
-    from models.profile_prompt import UserHistory
+    from models.profiles.prompt import UserHistory
 
     record = user_record(ws, user_id)
     events = [(e.ts, e.item_key, e.title, e.category, e.brand, e.quantity)
@@ -104,8 +103,8 @@ def profiles_job(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> ProfilesSummary:
-    """Make the snapshots the policy asks for (see models.snapshots) that are not stored yet."""
-    from models.snapshots import DEFAULT_MIN_NEW, plan_snapshots
+    """Make the snapshots the policy asks for (models.data.snapshots) that are not stored yet."""
+    from models.data.snapshots import DEFAULT_MIN_NEW, plan_snapshots
 
     report = progress or (lambda done, total, phase: None)
     started = time.perf_counter()
@@ -124,7 +123,7 @@ def profiles_job(
         todo = list(zip(plan.user[keep].tolist(), plan.as_of[keep].tolist(), strict=True))
         summary.planned = len(todo)
         states = profile_states(ws)
-        from models.profile_prompt import PROMPT_VERSION, input_hash
+        from models.profiles.prompt import PROMPT_VERSION, input_hash
 
         model_name = _resolve(llm, chat_format).name  # checks the file; loads nothing yet
         summary.model = model_name
@@ -161,8 +160,8 @@ def profiles_job(
 
 
 def _resolve(llm: str, chat_format: str | None):
-    from models.errors import ModelLoadError
-    from models.llm_backend import resolve_model
+    from models.profiles.errors import ModelLoadError
+    from models.profiles.llm_backend import resolve_model
 
     try:
         return resolve_model(llm, chat_format)
@@ -171,9 +170,9 @@ def _resolve(llm: str, chat_format: str | None):
 
 
 def _load_profiler(llm: str, chat_format: str | None):
-    from models.errors import ModelLoadError
-    from models.llm_backend import LocalLLM
-    from models.profiler import Profiler
+    from models.profiles.errors import ModelLoadError
+    from models.profiles.llm_backend import LocalLLM
+    from models.profiles.profiler import Profiler
 
     try:
         return Profiler(LocalLLM(llm, chat_format=chat_format))
@@ -185,7 +184,7 @@ def _store(ws: Workspace, user_id: int, as_of: int, n_events: int, result) -> No
     facets = result.facets.to_dict() if result.ok else {}
     save_profile(ws, user_id, as_of, {
         "status": "ok" if result.ok else "failed",
-        **{k: facets.get(k) for k in FACETS},
+        **{k: facets.get(k) for k in PROFILE_FIELDS},
         "categories_source": result.categories_source,
         "brands_source": result.brands_source,
         "n_events": n_events,
@@ -206,11 +205,11 @@ def _text_hash(text: str) -> str:
 
 def facet_texts(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
     """kind -> [(key, text)] of every text to embed: each facet of each ok profile, each item."""
-    from models.profile_output import ProfileFacets
+    from models.profiles.output import ProfileFacets
 
-    out: dict[str, list[tuple[str, str]]] = {f"profile.{f}": [] for f in FACETS}
+    out: dict[str, list[tuple[str, str]]] = {f"profile.{f}": [] for f in PROFILE_FIELDS}
     for user_id, as_of, *values in ws.conn.execute(
-        f"SELECT user_id, as_of, {', '.join(FACETS)} FROM profiles WHERE status = 'ok'"
+        f"SELECT user_id, as_of, {', '.join(PROFILE_FIELDS)} FROM profiles WHERE status = 'ok'"
     ):
         facets = ProfileFacets(values[0] or "", *(json.loads(v or "[]") for v in values[1:]))
         for facet, text in facets.texts().items():
@@ -229,7 +228,7 @@ def embed_texts(
 ) -> dict[str, int]:
     """Embed every facet and item text whose vector is missing or stale; returns counts by kind.
     Each batch is committed, so an interrupted run resumes where it stopped."""
-    from models.text_encoder import TextEncoder
+    from models.profiles.text_encoder import TextEncoder
 
     encoder = TextEncoder()
     todo: list[tuple[str, str, str, str]] = []
@@ -252,21 +251,3 @@ def embed_texts(
         if progress is not None:
             progress(start + len(batch), len(todo), "embeddings")
     return counts
-
-
-def load_profile_vectors(ws: Workspace, encoder_name: str) -> dict[str, Any]:
-    """Arrays for the model: per snapshot (user, as_of) the four facet vectors [n, 4, d]."""
-    keys, matrices = None, []
-    for facet in FACETS:
-        facet_keys, matrix = load_embeddings(ws, f"profile.{facet}", encoder_name)
-        if keys is None:
-            keys = facet_keys
-        elif facet_keys != keys:
-            raise DynllmError("facet embeddings are incomplete: rerun dynllm-tui profiles")
-        matrices.append(matrix)
-    if not keys:
-        return {"user": np.zeros(0, np.int64), "as_of": np.zeros(0, np.int64),
-                "vectors": np.zeros((0, 4, 0), np.float32)}
-    user, as_of = zip(*(tuple(map(int, k.split("@"))) for k in keys), strict=True)
-    return {"user": np.array(user, np.int64), "as_of": np.array(as_of, np.int64),
-            "vectors": np.stack(matrices, axis=1)}

@@ -8,12 +8,13 @@ from dataclasses import replace
 
 import torch
 
-from models.baselines import BPRMF, PopularityScorer, RepeatScorer
-from models.dynllm import ABLATIONS, DynLLMConfig
-from models.evaluation import evaluate_scorer, model_report
-from models.events import EventLog, chronological_split
-from models.profile_index import ProfileIndex
-from models.training import Progress, TrainConfig, train
+from models.data.events import EventLog, chronological_split
+from models.data.profile_index import ProfileIndex
+from models.evaluation.baselines import BPRMF, PopularityScorer, RepeatScorer
+from models.evaluation.protocols import evaluate_scorer, model_report
+from models.network.dynllm import DynLLMConfig
+from models.training.loop import Progress, TrainConfig, train
+from models.vocabulary import ABLATIONS
 
 
 def method_label(config: DynLLMConfig, *, with_profiles: bool, ablation: str | None = None) -> str:

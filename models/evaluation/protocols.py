@@ -9,8 +9,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from models.events import EventLog, Split, time_batches
-from models.metrics import DEFAULT_KS, metrics_from_ranks, protocol_ranks
+from models.data.events import EventLog, Split, time_batches
+from models.evaluation.metrics import DEFAULT_KS, metrics_from_ranks, protocol_ranks
 
 RANK_ROWS = 512
 REPORT_COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr")

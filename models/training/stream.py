@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.dynllm import DynLLM, bpr_loss, sample_negatives
-from models.events import EventLog
-from models.memory import NodeMemory
-from models.metrics import protocol_ranks_in_chunks
-from models.neighbors import NeighborFinder
-from models.profile_index import ProfileIndex
+from models.data.events import EventLog
+from models.data.neighbors import NeighborFinder
+from models.data.profile_index import ProfileIndex
+from models.evaluation.metrics import protocol_ranks_in_chunks
+from models.network.dynllm import DynLLM, bpr_loss, sample_negatives
+from models.network.memory import NodeMemory
 
 
 class NonFiniteLossError(RuntimeError):

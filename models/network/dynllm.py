@@ -2,8 +2,9 @@
 users, LLM profile facets through top-k distillation and attention, items as [static text part ;
 dynamic part], dot-product scores and GRU memory updaters.
 
-The network is stateless between calls: the memory (models/memory.py) and the neighbour finder
-(models/neighbors.py) are passed in, so one set of weights can be replayed over any timeline.
+The network is stateless between calls: the memory (models/network/memory.py) and the neighbour
+finder (models/data/neighbors.py) are passed in, so one set of weights can be replayed over any
+timeline.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.events import DAY
-from models.facets import FacetAttention, FacetProjection, TopKDistill
-from models.graph_attention import TemporalAttentionLayer
-from models.memory import NodeMemory
-from models.neighbors import NeighborFinder
-from models.profile_index import FACETS
-from models.time_encoding import TimeEncoding
-
-ABLATIONS = ("no_profiles", "no_distill", "no_time_projection", "no_neighbours") + tuple(
-    f"facet:{name}" for name in FACETS)
+from models.data.events import DAY
+from models.data.neighbors import NeighborFinder
+from models.network.facets import FacetAttention, FacetProjection, TopKDistill
+from models.network.graph_attention import TemporalAttentionLayer
+from models.network.memory import NodeMemory
+from models.network.time_encoding import TimeEncoding
+from models.vocabulary import ABLATIONS, FACETS
 
 
 @dataclass(frozen=True)

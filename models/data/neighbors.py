@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.events import EventLog
+from models.data.events import EventLog
 
 
 @dataclass(frozen=True)

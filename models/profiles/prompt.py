@@ -9,7 +9,7 @@ instruction hidden in them could make the model write.
 
 Candidates for `preferred_categories` and `favored_brands` come only from this user's history:
 the catalogue's categories/brands when it has them, otherwise categories derived from titles
-(models.title_categories) and brands recorded as unknown (the facet is then left out of the
+(models.profiles.title_categories) and brands recorded as unknown (the facet is then left out of the
 schema and comes back empty). The source is carried into the result.
 """
 
@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from models.title_categories import category_from_title
+from models.profiles.title_categories import category_from_title
 
 # Bump whenever SYSTEM_PROMPT, the user message layout, the schema or the candidate rules change:
 # it is part of the input hash, so a bump makes every profile eligible for regeneration.

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.dynllm import DynLLM
-from models.events import EventLog, time_batches
-from models.neighbors import NeighborFinder
-from models.profile_index import ProfileIndex
-from models.stream import BatchView, profile_inputs, run_batches
+from models.data.events import EventLog, time_batches
+from models.data.neighbors import NeighborFinder
+from models.data.profile_index import ProfileIndex
+from models.network.dynllm import DynLLM
+from models.training.stream import BatchView, profile_inputs, run_batches
 
 
 @dataclass

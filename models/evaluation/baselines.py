@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.events import DAY, EventLog
-from models.neighbors import NeighborFinder
+from models.data.events import DAY, EventLog
+from models.data.neighbors import NeighborFinder
 
 # Tie-breaker weight: small enough never to overturn a real score difference, large enough to
 # order items the main score leaves tied (e.g. everything a user never bought) by popularity.

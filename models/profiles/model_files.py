@@ -24,7 +24,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from models.errors import ModelLoadError
+from models.profiles.errors import ModelLoadError
 
 PACKAGED_MODELS = ("smollm2", "smollm2-q4_1", "gemma3-270m")
 # Base models carry no chat template; these are the formats that suit them.

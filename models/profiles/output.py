@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.profile_prompt import (
+from models.profiles.prompt import (
     _PHRASE_BODY,
     _PHRASE_FIRST,
     INTEREST_CHARS,
@@ -22,8 +22,8 @@ from models.profile_prompt import (
     SEGMENT_CHARS,
     Candidates,
 )
+from models.vocabulary import PROFILE_FIELDS
 
-FACETS = ("crowd_segment", "interests", "preferred_categories", "favored_brands")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -43,12 +43,9 @@ class ProfileFacets:
 
     def texts(self) -> dict[str, str]:
         """One text per facet, as the text encoder embeds it (lists joined with '; ')."""
-        return {
-            "crowd_segment": self.crowd_segment,
-            "interests": "; ".join(self.interests),
-            "preferred_categories": "; ".join(self.preferred_categories),
-            "favored_brands": "; ".join(self.favored_brands),
-        }
+        values = self.to_dict()
+        return {field: value if isinstance(value, str) else "; ".join(value)
+                for field, value in ((f, values[f]) for f in PROFILE_FIELDS)}
 
 
 def extract_json_object(raw: str) -> dict:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.errors import ModelLoadError
-from models.gguf_header import GGUFFormatError, read_gguf_metadata
-from models.model_files import PACKAGED_CHAT_FORMATS, PACKAGED_MODELS, packaged_model_path
+from models.profiles.errors import ModelLoadError
+from models.profiles.gguf_header import GGUFFormatError, read_gguf_metadata
+from models.profiles.model_files import PACKAGED_CHAT_FORMATS, PACKAGED_MODELS, packaged_model_path
 
 DEFAULT_MODEL = "smollm2"
 # Chat formats of llama-cpp-python that silently drop a system message: the system text is put

@@ -1,62 +1,22 @@
-"""Jobs: plain functions that wire storage and models, with a progress callback and a cancel flag.
-
-The CLI drives them with a progress bar; the UI runs them in thread workers. They never print.
-"""
+"""The demo job: the shipped Online Retail slice imported, profiled, trained and replayed."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage.importer import ImportSummary, run_import
-from storage.presets import preset_spec
+from dynllm_tui.jobs.control import Progress
+from dynllm_tui.jobs.imports import import_job
+from storage.importer import ImportSummary
 from storage.workspace import Workspace
-
-Progress = Callable[[int, int, str], None]
-
-
-class CancelFlag:
-    """Set from another thread (Ctrl-C handler, UI cancel button); jobs poll it between chunks."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def __call__(self) -> bool:
-        return self._event.is_set()
-
-
-def import_job(
-    db_path: str | Path | None,
-    path: str | Path | None,
-    *,
-    preset: str = "generic",
-    mapping: list[str] | None = None,
-    items: str | Path | None = None,
-    users: str | Path | None = None,
-    time_format: str | None = None,
-    fmt: str | None = None,
-    progress: Progress | None = None,
-    cancel: Callable[[], bool] | None = None,
-) -> ImportSummary:
-    """Import one file (or the Complete Journey tables) into the workspace at `db_path`."""
-    spec = preset_spec(
-        preset, path, mapping=mapping, items_path=items, users_path=users,
-        time_format=time_format, fmt=fmt,
-    )
-    with Workspace.open(db_path) as ws:
-        return run_import(ws, spec, progress=progress, should_cancel=cancel)
 
 
 def demo_data_path() -> Path:
     """The Online Retail slice shipped inside the package (see data/SOURCE.md for attribution)."""
-    return Path(__file__).parent / "data" / "online_retail_demo.csv.gz"
+    return Path(__file__).parents[1] / "data" / "online_retail_demo.csv.gz"
 
 
 def default_demo_workspace() -> Path:
@@ -82,8 +42,8 @@ DEMO_BATCH_SIZE = 512
 class DemoSummary:
     db: str
     imported: ImportSummary | None = None
-    profiles: Any = None  # dynllm_tui.profiles_job.ProfilesSummary
-    training: Any = None  # dynllm_tui.train_job.TrainSummary, None when a run already existed
+    profiles: Any = None  # dynllm_tui.jobs.profiles.ProfilesSummary
+    training: Any = None  # dynllm_tui.jobs.training.TrainSummary, None when a run already existed
     run_id: int | None = None
     cancelled: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # per phase
@@ -103,8 +63,8 @@ def demo_job(
     "profiles", "embeddings", "train", "replay"). Every phase resumes: a rerun after a cancel or
     a crash skips the imported file, the stored profiles and a finished run.
     `profile_limit` profiles only the most active users (tests use it to stay quick)."""
-    from dynllm_tui.profiles_job import profiles_job
-    from dynllm_tui.train_job import train_job
+    from dynllm_tui.jobs.profiles import profiles_job
+    from dynllm_tui.jobs.training import train_job
 
     db = Path(db_path or default_demo_workspace())
     db.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from typing import Any
 from storage.errors import DynllmError
 
 POLL_S = 0.2  # how often `cancel()` is looked at while the child is quiet
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 _children: set[int] = set()  # pids of the children running now
 _children_lock = threading.Lock()

@@ -201,21 +201,3 @@ def holds_train_lock(job: Callable[P, R]) -> Callable[P, R]:
             return job(*args, **kwargs)
 
     return locked
-
-
-def run_status(status: str, run_id: int, created_at: str | None,
-               holder: dict[str, Any] | None) -> str:
-    """The status to show for a run: 'interrupted' for a run left 'running' by a process that is
-    gone (no lock held, or the lock's holder started after the run was created and is not
-    resuming it). Display only; the stored status stays, and `dynllm-tui train --resume RUN`
-    continues such a run."""
-    if status != "running":
-        return status
-    if holder is None:
-        return "interrupted"
-    if holder.get("run_id") is not None:
-        return "running" if holder["run_id"] == run_id else "interrupted"
-    started = holder.get("started_at")
-    if started and created_at and created_at < started:
-        return "interrupted"  # created before the live training started: not its run
-    return "running"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from models.llm_backend import Completion, LocalLLM
-from models.profile_output import ProfileFacets, ProfileParseError, parse_profile
-from models.profile_prompt import (
+from models.profiles.llm_backend import Completion, LocalLLM
+from models.profiles.output import ProfileFacets, ProfileParseError, parse_profile
+from models.profiles.prompt import (
     PROMPT_VERSION,
     UserHistory,
     build_messages,

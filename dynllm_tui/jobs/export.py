@@ -1,7 +1,8 @@
-"""Export: what the dialog asks for, and running it headless (in the dialog's worker thread).
+"""The export job: a run's recommendations or facet weights to CSV.
 
-No Textual here: the dialog builds an `ExportRequest`, `run_export` opens its own connection to
-the workspace and calls `storage.exports`."""
+`export_job` is what `dynllm-tui export` calls; the app's Export dialog builds an
+`ExportRequest` and runs `run_export` in its worker thread. Both open their own connection to the
+workspace and write through `storage.exports` (temporary file, then rename)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,25 @@ def run_export(
     out = request.target()
     with Workspace.open(db, create=False) as ws:
         users = request_users(ws, request)
-        if request.what == "recommendations":
-            count = export_recommendations(ws, out, k=request.k, users=users, progress=progress)
-        else:
-            count = export_facet_weights(ws, out, users=users)
-    return count, out
+    return export_job(db, request.what, out, k=request.k, users=users, progress=progress), out
+
+
+def export_job(
+    db: str | Path | None,
+    what: str,
+    out: str | Path,
+    *,
+    k: int = 10,
+    run_id: int | None = None,
+    users: list[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> int:
+    """Write `what` ("recommendations" or "facets") of run `run_id` (default: the active run)
+    for `users` (default: everyone) to `out`; returns the number of rows written."""
+    if what not in WHAT:
+        raise ExportError(f"unknown export {what!r}; choose one of {', '.join(WHAT)}")
+    with Workspace.open(db, create=False) as ws:
+        if what == "recommendations":
+            return export_recommendations(ws, out, k=k, run_id=run_id, users=users,
+                                          progress=progress)
+        return export_facet_weights(ws, out, run_id=run_id, users=users)

@@ -1,7 +1,7 @@
 """Profile snapshots as tensors, and the vectorised "which snapshot applies at time t" lookup.
 
 A snapshot (user, as_of) holds one text embedding per facet and was made from the user's
-interactions strictly before as_of (see models/snapshots.py). The model uses, for a batch
+interactions strictly before as_of (see models/data/snapshots.py). The model uses, for a batch
 starting at t, the latest snapshot with as_of strictly before t: stricter than needed under that
 contract, but it stays leak-free even if a snapshot were stamped with the time of its last input
 event, and it is what the no-leakage test checks (nothing dated at or after t may matter).
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.snapshots import latest_snapshot_before
-
-FACETS = ("crowd_segment", "interests", "categories", "brands")
+from models.data.snapshots import latest_snapshot_before
+from models.vocabulary import FACETS
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,6 +1,7 @@
-"""The model report: DynLLM, each ablation and each baseline on one split, one seed, one set of
-candidates, under both protocols (full ranking over all items; the paper's candidates = items
-seen in validation or test).
+"""The model report: DynLLM, each ablation and each baseline on one split, N seeds (mean ± sd,
+default 3), under every protocol (full ranking over all items; the paper's candidates = items seen
+in validation or test; exclude-seen), with buy-again (repeat) and discover (explore) columns; the
+baselines' settings and DynLLM's repeat term are chosen on validation.
 
     .venv/bin/python bench/quality.py --db WORKSPACE          # a prepared workspace (profiles!)
     .venv/bin/python bench/quality.py --dataset online-retail  # import into a temporary one
@@ -25,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ONLINE_RETAIL = REPO.parent / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
-COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "repeat:recall@20", "repeat:ndcg@20",
+           "explore:recall@20", "explore:ndcg@20")
 
 
 def _load(args: argparse.Namespace, tmp: Path):
@@ -60,10 +62,19 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per row (1..10): init, negatives and batch order change, "
+                        "the split stays fixed; rows show mean ± sd")
     parser.add_argument("--ablations", default="all",
                         help="'all', 'none' or a comma list (see models.dynllm.ABLATIONS)")
     args = parser.parse_args()
+    from models.evaluation.seeds import check_seeds
+
+    try:
+        check_seeds(args.seeds)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     from models.evaluation.protocols import format_report
     from models.evaluation.report import run_model_report
@@ -83,7 +94,8 @@ def main() -> None:
           f"{'yes' if data.item_text is not None else 'no'}")
     config = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, device="cpu")
-    print(f"split 70/15/15 by time, seed {args.seed}, batch {args.batch_size}, lr {args.lr}, "
+    print(f"split 70/15/15 by time, seeds {args.seed}..{args.seed + args.seeds - 1}, "
+          f"batch {args.batch_size}, lr {args.lr}, "
           f"up to {args.epochs} epochs (early stop after {args.patience})", flush=True)
 
     last = {}
@@ -98,7 +110,7 @@ def main() -> None:
 
     rows = run_model_report(log, data.item_text, data.profiles,
                             DynLLMConfig(no_profiles=not with_profiles), config,
-                            ablations=ablations, progress=progress)
+                            ablations=ablations, progress=progress, n_seeds=args.seeds)
     print()
     print(format_report(rows, COLUMNS), end="")
     if not with_profiles:

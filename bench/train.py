@@ -6,16 +6,18 @@ authors' code works, measured in the same run.
 Rows:
   - one training epoch (train part, then validation scoring), three ways:
       ours: each distinct (node, time) query embedded once per batch, the CSR neighbour finder
-        (models.neighbors.NeighborFinder), chunked torch ranking (models.metrics.ranks_in_chunks);
-      ours with only the finder swapped for the per-node Python loop (LoopNeighborFinder), to
-        show what the finder alone is worth;
-      the authors' way: one query per event (no sharing), the per-node loop finder, and the
-        validation ranked per event with a Python dict of item scores and heapq.nlargest(50)
-        (models.metrics.heapq_ranks, as in their utils/evaluation.py; their process pool has
-        cpu_count() // 5 = 0 workers on a 2-core machine, so it runs in this process);
+        (models.data.neighbors.NeighborFinder), chunked torch ranking
+        (models.evaluation.metrics.ranks_in_chunks);
+      ours with only the finder swapped for the per-node Python loop
+        (tests.reference_graph.LoopNeighborFinder), to show what the finder alone is worth;
+      the authors' way: one query per event (tests.reference_graph.one_query_per_event), the
+        per-node loop finder, and the validation ranked per event with a Python dict of item
+        scores and heapq.nlargest(50) (bench.reference_ranking.heapq_ranks, as in their
+        utils/evaluation.py; their process pool has cpu_count() // 5 = 0 workers on a 2-core
+        machine, so it runs in this process);
   - full-ranking evaluation of test events on the trained model's item matrix and the same user
-    rows: chunked torch ranking against a per-event numpy loop (models.metrics.loop_ranks) and
-    against the authors' per-event dict + heapq ranking;
+    rows: chunked torch ranking against a per-event numpy loop
+    (bench.reference_ranking.loop_ranks) and against the authors' per-event dict + heapq ranking;
   - events per second and the process's peak memory.
 Targets (issue #4): >= 5x per epoch, >= 20x evaluation, < 4 GB peak.
 """
@@ -27,7 +29,7 @@ import resource
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,33 +48,35 @@ def _authors_way(share_queries: bool, loop_finder: bool, heapq_ranking: bool):
     import numpy as np
     import torch
 
-    import models.network.dynllm as dynllm
     import models.training.loop as training
     import models.training.stream as stream
-    from models.data.neighbors import LoopNeighborFinder
-    from models.evaluation.metrics import heapq_ranks
+    from bench.reference_ranking import heapq_ranks
+    from tests.reference_graph import LoopNeighborFinder, one_query_per_event
 
-    saved = (training.NeighborFinder, stream.protocol_ranks_in_chunks, dynllm.DynLLM.__init__)
+    saved = (training.NeighborFinder, stream.protocol_ranks_in_chunks)
     if loop_finder:
         training.NeighborFinder = LoopNeighborFinder
     if heapq_ranking:
-        def ranks(rows, item_matrix, true, protocols, chunk=1024, adjust=None):
-            return {name: torch.as_tensor(
-                heapq_ranks(rows.cpu().numpy(), item_matrix.cpu().numpy(), true.cpu().numpy(),
-                            None if cand is None else cand.cpu().numpy()), dtype=torch.float64)
-                for name, cand in protocols.items()}
-        stream.protocol_ranks_in_chunks = ranks
-    if not share_queries:
-        original_init = dynllm.DynLLM.__init__
+        ours = stream.protocol_ranks_in_chunks
 
-        def init(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            self.share_repeated_queries = False
-        dynllm.DynLLM.__init__ = init
+        def ranks(rows, item_matrix, true, protocols, chunk=1024, adjust=None):
+            # The authors' ranking knows one candidate set for all events (or none); per-event
+            # protocols (exclude-seen, after the epochs) stay on ours.
+            theirs = {name: cand for name, cand in protocols.items()
+                      if cand is None or torch.is_tensor(cand)}
+            rest = {name: cand for name, cand in protocols.items() if name not in theirs}
+            out = ours(rows, item_matrix, true, rest, chunk, adjust) if rest else {}
+            for name, cand in theirs.items():
+                out[name] = torch.as_tensor(heapq_ranks(
+                    rows.cpu().numpy(), item_matrix.cpu().numpy(), true.cpu().numpy(),
+                    None if cand is None else cand.cpu().numpy()), dtype=torch.float64)
+            return {name: out[name] for name in protocols}
+        stream.protocol_ranks_in_chunks = ranks
     try:
-        yield np
+        with one_query_per_event() if not share_queries else nullcontext():
+            yield np
     finally:
-        training.NeighborFinder, stream.protocol_ranks_in_chunks, dynllm.DynLLM.__init__ = saved
+        training.NeighborFinder, stream.protocol_ranks_in_chunks = saved
 
 
 def _epoch_seconds(data, epochs: int, **slow_parts) -> tuple[float, object]:
@@ -97,9 +101,10 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from bench.reference_ranking import heapq_ranks, loop_ranks
     from dynllm_tui.jobs.workspace_data import load_workspace_data
     from models.data.neighbors import NeighborFinder
-    from models.evaluation.metrics import heapq_ranks, loop_ranks, ranks_in_chunks
+    from models.evaluation.metrics import ranks_in_chunks
     from storage.importer import run_import
     from storage.presets import preset_spec
     from storage.workspace import Workspace

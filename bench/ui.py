@@ -1,5 +1,9 @@
 """UI responsiveness benchmark on the full Online Retail workspace.
 
+Why one long file: each part below runs as its own fresh process (`--part`) that re-enters this
+script, and the parts share the workspace preparation and the timing helpers; split into modules
+they would need a package under bench/ for a script that is run by path.
+
     .venv/bin/python bench/ui.py [--quick] [--workspace PATH] [--starts 5] [--users 20]
                                  [--stall-variants app,default,threads1,process] [--stall-window 60]
                                  [--json]

@@ -9,6 +9,7 @@ the config file (`dynllm_tui.ui.config`).
 from __future__ import annotations
 
 import gc
+import sqlite3
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from dynllm_tui.ui.reader import WorkspaceReader
 from dynllm_tui.ui.runs.runs_screen import RunsScreen
 from dynllm_tui.ui.training.training_screen import TrainingScreen
 from dynllm_tui.ui.users.users_screen import UsersScreen
-from storage.errors import DynllmError
+from storage.errors import DynllmError, sqlite_error
 from storage.workspace import default_workspace_path
 
 
@@ -149,6 +150,8 @@ class WorkbenchApp(App[None]):
 
     def show_error(self, title: str, exc: BaseException) -> None:
         """Errors from workers: one notification, never a crash."""
+        if isinstance(exc, sqlite3.Error):  # e.g. a damaged page met by an export's own reads
+            exc = sqlite_error(self.db_path, exc)
         if isinstance(exc, DynllmError):
             message = str(exc)
         else:

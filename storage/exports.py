@@ -11,18 +11,20 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from storage.browse.user_detail import group_facet_rows
 from storage.errors import DynllmError
 from storage.timeparse import iso_utc
 from storage.workspace import Workspace
 
 RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "item_title", "score", "run_id", "model",
                           "generated_at")
-FACET_COLUMNS = ("user_id", "as_of", "crowd_segment", "interests", "categories", "brands")
+# The facet-weight export: these two columns, then one per facet the run has.
+FACET_KEY_COLUMNS = ("user_id", "as_of")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -144,25 +146,49 @@ def export_recommendations(
     return written
 
 
+def run_facets(ws: Workspace, run_id: int, order: Sequence[str] | None = None,
+               include: Sequence[str] = ()) -> list[str]:
+    """The facets run `run_id` stored weights for, plus `include` (facets of the run that may
+    have no weight anywhere: absent for every user, e.g. brands in a catalogue without brands):
+    in `order` where given (facets it does not name come after, in storage order), else in the
+    order they were first stored."""
+    stored = [f for f, _first in ws.conn.execute(
+        "SELECT facet, min(rowid) FROM facet_weights WHERE run_id = ? GROUP BY facet "
+        "ORDER BY 2", (run_id,))]
+    stored += [f for f in include if f not in stored]
+    if order is None:
+        return stored
+    rank = {name: n for n, name in enumerate(order)}
+    return sorted(stored, key=lambda f: rank.get(f, len(rank)))  # stable: unknown keep order
+
+
 def export_facet_weights(
     ws: Workspace,
     out: str | Path,
     *,
     run_id: int | None = None,
     users: Iterable[str] | None = None,
+    facets: Sequence[str] | None = None,
+    include: Sequence[str] = (),
 ) -> int:
-    """Write every stored facet-weight row of a run (one per user event); returns the count."""
+    """Write the facet weights of a run, one row per user event (`user_id`, `as_of`, then one
+    column per facet of the run, ordered as `facets` lists them, else as stored); returns the
+    number of rows. A facet the run does not have is not a column; a facet it has (`include`)
+    but that is absent at an event (no source: masked, never weighted) is an empty cell."""
     run, _model, _finished = resolve_run(ws, run_id)
     where, params = _user_filter(ws, users)
+    columns = run_facets(ws, run, facets, include)
     rows = ws.conn.execute(
-        "SELECT u.external_id, f.ts, f.crowd_segment, f.interests, f.categories, f.brands "
+        "SELECT u.external_id, f.ts, f.facet, f.weight "
         "FROM facet_weights f JOIN users u ON u.id = f.user_id "
-        f"WHERE f.run_id = ?{where} ORDER BY u.external_id, f.ts", (run, *params),
+        f"WHERE f.run_id = ?{where} ORDER BY u.external_id, f.ts, f.rowid", (run, *params),
     )
     written = 0
     with atomic_csv(out) as writer:
-        writer.writerow(FACET_COLUMNS)
-        for user, ts, *weights in rows:
-            writer.writerow([neutralise(user), iso_utc(ts), *(f"{w:.6f}" for w in weights)])
+        writer.writerow((*FACET_KEY_COLUMNS, *columns))
+        for user, ts, weights in group_facet_rows(rows):
+            # An event missing a facet the run has elsewhere gets an empty cell, never a shift.
+            cells = (f"{weights[f]:.6f}" if f in weights else "" for f in columns)
+            writer.writerow([neutralise(user), iso_utc(ts), *cells])
             written += 1
     return written

@@ -38,7 +38,9 @@ class HistoryEvent:
     title: str | None
     category: str | None
     brand: str | None
-    quantity: float
+    quantity: float | None
+    price: float | None  # unit price; NULL when the file had none
+    value: float | None  # the line's value
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,22 @@ def user_record(ws: Workspace, user_id: int) -> UserRecord:
 def user_history(ws: Workspace, user_id: int, before: int) -> list[HistoryEvent]:
     """The user's interactions strictly before `before`, oldest first, with item text."""
     rows = ws.conn.execute(
-        "SELECT x.ts, x.item_id, i.external_id, i.title, i.category, i.brand, x.quantity "
-        "FROM interactions x JOIN items i ON i.id = x.item_id "
+        "SELECT x.ts, x.item_id, i.external_id, i.title, i.category, i.brand, x.quantity, "
+        "x.price, x.value FROM interactions x JOIN items i ON i.id = x.item_id "
         "WHERE x.user_id = ? AND x.ts < ? ORDER BY x.ts, x.id",
         (user_id, before),
     ).fetchall()
     return [HistoryEvent(*row) for row in rows]
+
+
+def store_lines_before(ws: Workspace, before: int) -> dict[str, np.ndarray]:
+    """Unit price, value and quantity of every line of the store strictly before `before`
+    (NULL as NaN): what the store's median price at a snapshot may be computed from."""
+    rows = ws.conn.execute(
+        "SELECT price, value, quantity FROM interactions WHERE ts < ?", (before,)
+    ).fetchall()
+    data = np.array(rows, dtype=np.float64).reshape(-1, 3)  # None becomes NaN
+    return {"price": data[:, 0], "value": data[:, 1], "quantity": data[:, 2]}
 
 
 def profile_states(ws: Workspace) -> dict[tuple[int, int], tuple[str, str]]:

@@ -181,9 +181,41 @@ def _v3_runs(db: sqlite_utils.Database) -> None:
     db["memory_trace"].create_index(["run_id", "user_id", "ts"])
 
 
+# The facet columns of version 3, in the order their values were stored (the order of the
+# network's facet axis at the time). Frozen here on purpose: a migration describes the past.
+_V3_FACET_COLUMNS = ("crowd_segment", "interests", "categories", "brands")
+
+
+def _v4_facet_weights_long(db: sqlite_utils.Database) -> None:
+    """Facet weights as one row per (run, user, event time, facet): a run keeps any subset of
+    facets (an ablation that keeps one has one row per event), and storage needs no list of
+    facet names. Version-3 rows become four rows each, in the old column order."""
+    db.execute("ALTER TABLE facet_weights RENAME TO facet_weights_v3")
+    db["facet_weights"].create(
+        {"run_id": int, "user_id": int, "ts": int, "facet": str, "weight": float},
+        foreign_keys=[("run_id", "runs", "id"), ("user_id", "users", "id")],
+        not_null={"run_id", "user_id", "ts", "facet", "weight"},
+    )
+    # rowid order of the new rows = old row order, then facet order: readers that keep
+    # "as stored" order (the user detail, the exports) see what they saw before.
+    facets = " UNION ALL ".join(
+        f"SELECT {n} AS pos, '{name}' AS facet" for n, name in enumerate(_V3_FACET_COLUMNS))
+    weight = "CASE f.facet " + " ".join(
+        f"WHEN '{name}' THEN w.{name}" for name in _V3_FACET_COLUMNS) + " END"
+    db.execute(
+        "INSERT INTO facet_weights (run_id, user_id, ts, facet, weight) "
+        f"SELECT w.run_id, w.user_id, w.ts, f.facet, {weight} "
+        f"FROM facet_weights_v3 w CROSS JOIN ({facets}) f "
+        f"WHERE {weight} IS NOT NULL ORDER BY w.rowid, f.pos"
+    )
+    db.execute("DROP TABLE facet_weights_v3")  # its index goes with it
+    db["facet_weights"].create_index(["run_id", "user_id", "ts"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_profiles,
     _v3_runs,
+    _v4_facet_weights_long,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,6 +3,7 @@
 Every reader yields `(line, values)` where `line` is the 1-based line of the file (CSV, JSON
 lines; the header is line 1) or the 1-based row (Parquet), and `values` is aligned with
 `columns`. Problems raise `InputError` naming the file and line, never a bare traceback.
+(About 400 lines: every format's reader sits beside the error paths that name its lines.)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,8 +29,12 @@ if TYPE_CHECKING:
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _CHUNK_ROWS = 65_536
 
-# A single product description can be long; the stdlib default (128 KiB) is kept but named.
-csv.field_size_limit(1 << 24)
+# The longest field a CSV / TSV cell may hold. Arrow reads in blocks of 1 MiB and refuses a
+# record that straddles two blocks, so a file with a longer field is read again with blocks of
+# _BIG_BLOCK; a field over MAX_FIELD_BYTES is refused naming its file, line and column.
+MAX_FIELD_BYTES = 1 << 24
+_BIG_BLOCK = 1 << 26
+csv.field_size_limit(MAX_FIELD_BYTES)
 
 
 @dataclass
@@ -145,7 +151,7 @@ def _open_text(path: Path, fmt: str) -> Table:
 
     def rows() -> Iterator[tuple[int, list]]:
         stream = text_stream()
-        line = 1
+        line = end = 1  # the current record's first line; the previous record's last line
         with stream:
             try:
                 if fmt == "jsonl":
@@ -155,7 +161,8 @@ def _open_text(path: Path, fmt: str) -> Table:
                 next(reader)  # header, already parsed
                 width = len(columns)
                 for values in reader:
-                    line = reader.line_num
+                    # A record is named by its FIRST line: a quoted field may span lines 3-5.
+                    line, end = end + 1, reader.line_num
                     if len(values) != width:
                         if not values:
                             continue  # a blank line is not a row
@@ -171,11 +178,40 @@ def _open_text(path: Path, fmt: str) -> Table:
                     path, f"not UTF-8 text ({where}); re-save the file as UTF-8", line=bad_line
                 ) from None
             except csv.Error as exc:
-                raise InputError(path, f"malformed CSV ({exc})", line=line + 1) from None
+                if "field larger than field limit" in str(exc):
+                    raise _oversized_field(path, delimiter, columns, end + 1) from None
+                raise InputError(path, f"malformed CSV ({exc})", line=end + 1) from None
             except (EOFError, OSError, zlib.error) as exc:
                 raise _read_errors(path, line)(exc) from None
 
     return Table(path, fmt, columns, rows)
+
+
+def _oversized_field(path: Path, delimiter: str, columns: list[str], line: int) -> InputError:
+    """The error for a record (starting at `line`) with a field over MAX_FIELD_BYTES: read it
+    again without the limit, only to name the column."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="") as stream:
+            reader = csv.reader(stream, delimiter=delimiter)
+            end = 0
+            for values in reader:
+                first, end = end + 1, reader.line_num
+                if first < line:
+                    continue
+                sizes = [len(v.encode("utf-8")) for v in values]
+                where = max(range(len(sizes)), key=sizes.__getitem__) if sizes else 0
+                name = columns[where] if where < len(columns) else f"#{where + 1}"
+                return InputError(
+                    path, f"a field of {sizes[where] / 2**20:.1f} MiB; the limit is "
+                    f"{MAX_FIELD_BYTES >> 20} MiB per field", line=first, column=name,
+                )
+    except (csv.Error, UnicodeDecodeError, OSError, EOFError, zlib.error):
+        pass
+    finally:
+        csv.field_size_limit(limit)
+    return InputError(path, f"a field over {MAX_FIELD_BYTES >> 20} MiB", line=line)
 
 
 def _jsonl_columns(path: Path, first: str) -> list[str]:
@@ -299,10 +335,12 @@ def read_columns(table: Table) -> tuple[pa.Table, np.ndarray]:
     counter.start()
     delimiter = "\t" if table.fmt == "tsv" else ","
     compression = "gzip" if _is_gzip(table.path) else None
-    try:
-        data = pacsv.read_csv(
+
+    def parse(block_size: int | None) -> pa.Table:
+        options = {"block_size": block_size} if block_size else {}
+        return pacsv.read_csv(
             pa.input_stream(str(table.path), compression=compression),
-            read_options=pacsv.ReadOptions(column_names=table.columns, skip_rows=1),
+            read_options=pacsv.ReadOptions(column_names=table.columns, skip_rows=1, **options),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in table.columns},
@@ -310,6 +348,16 @@ def read_columns(table: Table) -> tuple[pa.Table, np.ndarray]:
                 quoted_strings_can_be_null=False,
             ),
         )
+
+    try:
+        try:
+            data = parse(None)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) and "block size" not in str(exc):
+                raise
+            data = parse(_BIG_BLOCK)  # a record longer than Arrow's default 1 MiB block
+        if _longest_cell(data) > MAX_FIELD_BYTES:
+            raise pa.ArrowInvalid("a field over the limit")  # the row reader names it
     except (pa.ArrowException, OSError) as exc:
         counter.join()
         for _ in table.rows():  # raises the precise InputError (line, field count, encoding)
@@ -324,6 +372,17 @@ def read_columns(table: Table) -> tuple[pa.Table, np.ndarray]:
     else:
         lines = _line_numbers_by_scan(table)
     return data, lines
+
+
+def _longest_cell(data: pa.Table) -> int:
+    """Bytes in the longest text cell of `data` (0 for no rows)."""
+    import pyarrow.compute as pc
+
+    longest = 0
+    for column in data.columns:
+        if data.num_rows:
+            longest = max(longest, pc.max(pc.binary_length(column)).as_py() or 0)
+    return longest
 
 
 def _json_cell(value: object) -> str | None:

@@ -13,13 +13,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage.errors import WorkspaceError
+from storage.errors import (
+    DamagedWorkspaceError,
+    ReadOnlyWorkspaceError,
+    WorkspaceError,
+    damaged_message,
+    read_only_message,
+    sqlite_error,
+)
 from storage.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import sqlite_utils
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_HEADER_SIZE = 100
+SQLITE_READONLY, SQLITE_CANTOPEN = 8, 14
 
 
 def default_workspace_path() -> Path:
@@ -33,12 +42,25 @@ def default_workspace_path() -> Path:
 
 
 def _check_is_sqlite(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
+    """Refuse, before SQLite touches it, a path that cannot be a workspace (a folder, a device
+    such as /dev/null, a file of another kind, a workspace cut short within its header)."""
+    if not path.exists():
         return
     if path.is_dir():
         raise WorkspaceError(f"{path}: is a folder, not a workspace file")
-    with path.open("rb") as fh:
-        head = fh.read(len(SQLITE_MAGIC))
+    if not path.is_file():
+        raise _no_workspace(path, "not a regular file but a device, pipe or socket")
+    size = path.stat().st_size
+    if size == 0:
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise WorkspaceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if size < SQLITE_HEADER_SIZE and SQLITE_MAGIC.startswith(head):
+        # The start of an SQLite file with less than its 100-byte header: a workspace cut short.
+        raise DamagedWorkspaceError(damaged_message(path, f"only {size} bytes, cut short"))
     if head != SQLITE_MAGIC:
         raise WorkspaceError(
             f"{path}: not an SQLite database, so not a dynllm-tui workspace "
@@ -46,12 +68,46 @@ def _check_is_sqlite(path: Path) -> None:
         )
 
 
+def not_writable_reason(path: Path) -> str | None:
+    """Why the existing workspace at `path` cannot be written, or None when it can.
+
+    SQLite needs its folder too (WAL mode keeps `-wal` and `-shm` files beside the database).
+    `os.access` answers for this process: root passes a chmod but not a read-only mount."""
+    if not os.access(path, os.W_OK):
+        return "the file cannot be written"
+    if not os.access(path.parent, os.W_OK):
+        return "its folder cannot be written, and SQLite keeps files beside the workspace"
+    return None
+
+
+def _no_workspace(path: Path, why: str = "") -> WorkspaceError:
+    return WorkspaceError(
+        f"no workspace at {path}{f' ({why})' if why else ''}: check --db / DYNLLM_DB, or create "
+        "one with `dynllm-tui import FILE` or `dynllm-tui demo`")
+
+
+def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    if not readonly:
+        return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    # mode=ro: SQLite itself refuses every write, and creates no journal.
+    uri = path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
+
+def _cannot_share_memory(exc: sqlite3.Error) -> bool:
+    """A read-only connection to a WAL database that could not create its `-shm` file beside
+    the database (read-only folder or filesystem)."""
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    return code & 0xFF in (SQLITE_READONLY, SQLITE_CANTOPEN)
+
+
 class Workspace:
     """An open workspace. Use `Workspace.open(path)`; close it (or use it as a context manager)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False) -> None:
         self.path = path
         self.conn = conn
+        self.readonly = readonly
         self._db: sqlite_utils.Database | None = None
 
     @property
@@ -70,21 +126,43 @@ class Workspace:
         return self.path.with_suffix(".checkpoints")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Workspace:
+    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True,
+             readonly: bool = False) -> Workspace:
+        """Open (with `create`: make when missing, with its folders) the workspace at `path`.
+
+        `readonly`: for commands that only read. The connection cannot write (SQLite's
+        mode=ro), so a workspace on a read-only file, folder or filesystem can be viewed, and
+        nothing (no folder, no file, no journal) is ever created. Without it, a workspace that
+        cannot be written is refused at once with a "read-only" message."""
         path = Path(path).expanduser() if path is not None else default_workspace_path()
+        if not path.exists() and (readonly or not create):
+            raise _no_workspace(path)
         _check_is_sqlite(path)
-        if not path.exists():
-            if not create:
-                raise WorkspaceError(f"{path}: no workspace there (import some data first)")
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size == 0 and (readonly or not create):
+            raise _no_workspace(path, "the file is empty")
+        if readonly:
+            return cls._open_readonly(path)
+        if path.exists():
+            why = not_writable_reason(path)
+            if why:
+                raise ReadOnlyWorkspaceError(read_only_message(path, why))
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise WorkspaceError(f"{path}: cannot create the workspace's folder "
+                                     f"({exc.strerror or exc})") from None
+            if not os.access(path.parent, os.W_OK):
+                raise ReadOnlyWorkspaceError(read_only_message(
+                    path, "its folder cannot be written, so no workspace can be made there"))
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn = _connect(path, readonly=False)
+        except sqlite3.Error as exc:
+            raise sqlite_error(path, exc) from None
+        try:
             conn.execute("PRAGMA busy_timeout = 10000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"{path}: not a usable SQLite database ({exc})") from exc
-        try:
             _check_identity(path, conn, version, app_id)
             conn.execute("PRAGMA foreign_keys = ON")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -92,10 +170,64 @@ class Workspace:
             conn.execute("PRAGMA synchronous = NORMAL")
             if version < SCHEMA_VERSION:
                 _migrate(conn, version)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise sqlite_error(path, exc) from None
         except BaseException:
             conn.close()
             raise
         return cls(path, conn)
+
+    @classmethod
+    def open_for_browsing(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """The app's reader: writable when the workspace can be written (choosing the active
+        run is its one write), read-only otherwise, so a read-only workspace can still be
+        browsed. Never creates a workspace."""
+        resolved = Path(path).expanduser() if path is not None else default_workspace_path()
+        readonly = resolved.is_file() and not_writable_reason(resolved) is not None
+        return cls.open(resolved, create=False, readonly=readonly)
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> Workspace:
+        conn = None
+        try:
+            try:
+                conn = _connect(path, readonly=True)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                if not _cannot_share_memory(exc):
+                    raise
+                # A WAL database whose folder cannot take a `-shm` file: read it as immutable,
+                # which nobody can be changing through this read-only folder or filesystem.
+                conn = _connect(path, readonly=True, immutable=True)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("PRAGMA busy_timeout = 10000")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            _check_identity(path, conn, version, app_id)
+            if version == 0:
+                raise _no_workspace(path, "an empty SQLite database")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise sqlite_error(path, exc) from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        if version < SCHEMA_VERSION:
+            conn.close()
+            if not_writable_reason(path) is not None:
+                raise WorkspaceError(
+                    f"{path}: workspace schema version {version} predates this dynllm-tui's "
+                    f"{SCHEMA_VERSION} and the file is read-only, so it cannot be upgraded; "
+                    "open it once from a writable copy")
+            cls.open(path, create=False).close()  # upgrade it once, then read
+            return cls._open_readonly(path)
+        return cls(path, conn, readonly=True)
 
     def close(self) -> None:
         self.conn.close()
@@ -112,6 +244,9 @@ class Workspace:
 
         `check_foreign_keys=False` is for bulk loads whose ids the caller has just assigned from
         the same tables: it skips three index look-ups per inserted row."""
+        if self.readonly:
+            raise ReadOnlyWorkspaceError(read_only_message(
+                self.path, "opened read-only by a command that only reads"))
         if not check_foreign_keys:
             self.conn.execute("PRAGMA foreign_keys = OFF")  # only effective outside a transaction
         self.conn.execute("BEGIN IMMEDIATE")

@@ -10,8 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.browse import search_user_ids
-from storage.exports import ExportError, export_facet_weights, export_recommendations
+from models.vocabulary import FACETS
+from storage.browse import get_run, search_user_ids
+from storage.exports import (
+    ExportError,
+    export_facet_weights,
+    export_recommendations,
+    resolve_run,
+)
 from storage.workspace import Workspace
 
 WHAT = {"recommendations": "Recommendations CSV", "facets": "Facet weights CSV"}
@@ -62,7 +68,7 @@ def run_export(
     if request.what == "recommendations" and request.k < 1:
         raise ExportError(f"k must be at least 1 (got {request.k})")
     out = request.target()
-    with Workspace.open(db, create=False) as ws:
+    with Workspace.open(db, readonly=True) as ws:  # reads only: works when read-only
         users = request_users(ws, request)
     return export_job(db, request.what, out, k=request.k, users=users, progress=progress), out
 
@@ -81,8 +87,10 @@ def export_job(
     for `users` (default: everyone) to `out`; returns the number of rows written."""
     if what not in WHAT:
         raise ExportError(f"unknown export {what!r}; choose one of {', '.join(WHAT)}")
-    with Workspace.open(db, create=False) as ws:
+    with Workspace.open(db, readonly=True) as ws:  # reads only: works when read-only
         if what == "recommendations":
             return export_recommendations(ws, out, k=k, run_id=run_id, users=users,
                                           progress=progress)
-        return export_facet_weights(ws, out, run_id=run_id, users=users)
+        run, _model, _finished = resolve_run(ws, run_id)
+        return export_facet_weights(ws, out, run_id=run, users=users, facets=FACETS,
+                                    include=get_run(ws, run).profile_facets)

@@ -23,11 +23,14 @@ def import_job(
     fmt: str | None = None,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    commit_point: Callable[[], bool] | None = None,
 ) -> ImportSummary:
-    """Import one file (or the Complete Journey tables) into the workspace at `db_path`."""
+    """Import one file (or the Complete Journey tables) into the workspace at `db_path`.
+    `commit_point` is asked once right before COMMIT (see storage/importer/writing.py)."""
     spec = preset_spec(
         preset, path, mapping=mapping, items_path=items, users_path=users,
         time_format=time_format, fmt=fmt,
     )
     with Workspace.open(db_path) as ws:
-        return run_import(ws, spec, progress=progress, should_cancel=cancel)
+        return run_import(ws, spec, progress=progress, should_cancel=cancel,
+                          commit_point=commit_point)

@@ -24,6 +24,7 @@ from storage.profiles import (
     profile_states,
     save_embeddings,
     save_profile,
+    store_lines_before,
     stored_text_hashes,
     user_history,
     user_record,
@@ -59,14 +60,31 @@ class ProfilesSummary:
         return out
 
 
-def _history_for(ws: Workspace, user_id: int, as_of: int):
+def _store_median_price(ws: Workspace, as_of: int) -> float | None:
+    """The store's median unit price over its lines strictly before `as_of` (no later price
+    may reach a snapshot)."""
+    from models.profiles.facts import store_median_price
+
+    lines = store_lines_before(ws, as_of)
+    return store_median_price(lines["price"], lines["value"], lines["quantity"])
+
+
+def _history_for(ws: Workspace, user_id: int, as_of: int,
+                 medians: dict[int, float | None] | None = None):
+    """The history record a snapshot (user_id, as_of) is profiled from. `medians` caches the
+    store median per as_of: a job asks for a few boundaries over thousands of snapshots."""
     from models.profiles.prompt import UserHistory
 
+    if medians is None:
+        medians = {}
+    if as_of not in medians:
+        medians[as_of] = _store_median_price(ws, as_of)
     record = user_record(ws, user_id)
-    events = [(e.ts, e.item_key, e.title, e.category, e.brand, e.quantity)
+    events = [(e.ts, e.item_key, e.title, e.category, e.brand,
+               1.0 if e.quantity is None else e.quantity, e.price, e.value)
               for e in user_history(ws, user_id, as_of)]
     return UserHistory(user_id=record.external_id, attributes=record.attributes, events=events,
-                       as_of=as_of)
+                       as_of=as_of, store_median_price=medians[as_of])
 
 
 def _select_users(ws: Workspace, users: list[str] | None, limit: int | None,
@@ -96,6 +114,7 @@ def profiles_job(
     chat_format: str | None = None,
     every: str = "month",
     min_new: int | None = None,
+    first_after: int | None = None,
     users: list[str] | None = None,
     limit: int | None = None,
     retry_failed: bool = False,
@@ -103,8 +122,9 @@ def profiles_job(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> ProfilesSummary:
-    """Make the snapshots the policy asks for (models.data.snapshots) that are not stored yet."""
-    from models.data.snapshots import DEFAULT_MIN_NEW, plan_snapshots
+    """Make the snapshots the policy asks for (models.data.snapshots) that are not stored yet.
+    `min_new` / `first_after`: None takes the policy's defaults."""
+    from models.data.snapshots import DEFAULT_FIRST_AFTER, DEFAULT_MIN_NEW, plan_snapshots
 
     report = progress or (lambda done, total, phase: None)
     started = time.perf_counter()
@@ -115,7 +135,8 @@ def profiles_job(
             raise DynllmError(f"{ws.path} has no interactions: import a purchase log first")
         try:
             plan = plan_snapshots(log["user"], log["ts"], every,
-                                  DEFAULT_MIN_NEW if min_new is None else min_new)
+                                  DEFAULT_MIN_NEW if min_new is None else min_new,
+                                  DEFAULT_FIRST_AFTER if first_after is None else first_after)
         except ValueError as exc:
             raise DynllmError(str(exc)) from None
         chosen = _select_users(ws, users, limit, plan.user)
@@ -128,11 +149,12 @@ def profiles_job(
         model_name = _resolve(llm, chat_format).name  # checks the file; loads nothing yet
         summary.model = model_name
         profiler = None
+        medians: dict[int, float | None] = {}
         for position, (user_id, as_of) in enumerate(todo):
             if cancel is not None and cancel():
                 summary.cancelled = True
                 break
-            history = _history_for(ws, user_id, as_of)
+            history = _history_for(ws, user_id, as_of, medians)
             stored = states.get((user_id, as_of))
             unchanged = stored is not None and stored[1] == input_hash(
                 history, PROMPT_VERSION, model_name)

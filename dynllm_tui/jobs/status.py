@@ -10,6 +10,7 @@ from storage.workspace import Workspace
 
 
 def status_job(db_path: str | Path | None) -> dict[str, Any]:
-    """The workspace's summary as plain data (see storage.queries.workspace_status)."""
-    with Workspace.open(db_path) as ws:
+    """The workspace's summary as plain data (see storage.queries.workspace_status). Opens the
+    workspace read-only: creates nothing, and works on a read-only file or filesystem."""
+    with Workspace.open(db_path, readonly=True) as ws:
         return workspace_status(ws)

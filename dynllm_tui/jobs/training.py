@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dynllm_tui.jobs.train_settings import check_train_settings
 from dynllm_tui.jobs.training_lock import holds_train_lock
 from dynllm_tui.jobs.workspace_data import WorkspaceData, load_workspace_data
-from storage.browse import set_active_run
 from storage.errors import DynllmError
 from storage.workspace import Workspace
 
@@ -42,7 +42,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@holds_train_lock  # one training per workspace, visible to other processes
 def train_job(
     db_path: str | Path | None,
     *,
@@ -63,7 +62,41 @@ def train_job(
 ) -> TrainSummary:
     """Train (or resume run `resume`), record the run, replay the best model into the workspace.
     `repeat_term` adds the learned repeat-purchase term to the paper's dot-product score
-    (models.dynllm.RepeatTerm)."""
+    (models.dynllm.RepeatTerm).
+
+    Bad settings (jobs.train_settings), a missing workspace and a read-only one are refused
+    before anything is written, the training lock file included. Once the run is recorded,
+    every way out leaves it finished: done (only after its replay is stored, and then active),
+    cancelled, or failed with the reason."""
+    check_train_settings(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                         seed=seed)
+    Workspace.open(db_path, create=False).close()
+    return _train_locked(
+        db_path, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
+        no_profiles=no_profiles, ablation=ablation, resume=resume, patience=patience,
+        exclude_bought=exclude_bought, repeat_term=repeat_term, progress=progress,
+        cancel=cancel, on_replay=on_replay)
+
+
+@holds_train_lock  # one training per workspace, visible to other processes
+def _train_locked(
+    db_path: str | Path | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    seed: int,
+    no_profiles: bool,
+    ablation: str | None,
+    resume: int | None,
+    patience: int,
+    exclude_bought: bool,
+    repeat_term: bool,
+    progress: Callable[[Any], None] | None,
+    cancel: Callable[[], bool] | None,
+    on_replay: Callable[[int, int], None] | None,
+) -> TrainSummary:
     from models.data.events import NotEnoughEventsError
     from models.network.dynllm import DynLLMConfig
     from models.training.loop import CheckpointError, TrainConfig, resolve_device, train
@@ -113,33 +146,66 @@ def train_job(
                 sets = ", ".join(f"{k} = ?" for k in fields)
                 conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
+        leave_as_it_was = False  # a resume that could not start changes nothing
         try:
-            result = train(data.log, data.item_text, data.profiles, model_config, train_config,
-                           progress=progress, should_stop=cancel,
-                           checkpoint_dir=checkpoint_dir, resume_from=resume_from)
-        except NotEnoughEventsError as exc:
-            record(status="failed", error=str(exc), finished_at=_now())
-            raise DynllmError(f"cannot train: {exc}") from None
-        except (CheckpointError, NonFiniteLossError) as exc:
-            if resume is None:  # a failed resume leaves the run as it was
-                record(status="failed", error=str(exc), finished_at=_now())
-            raise DynllmError(f"run {run_id}: {exc}") from None
-        history = [asdict(e) for e in result.epochs]
-        status = "cancelled" if result.status == "cancelled" else "done"
-        record(status=status if result.best_epoch is not None else "failed",
-               epochs_done=len(result.epochs), best_epoch=result.best_epoch,
-               history=json.dumps(history, default=float),
-               test_metrics=json.dumps(result.test, default=float),
-               checkpoint_path=str(result.checkpoint) if result.checkpoint else None,
-               seconds=round(time.perf_counter() - started, 2), finished_at=_now())
-        if result.best_epoch is not None and result.model is not None:
-            replay_into_workspace(ws, run_id, data, result.model, progress=on_replay,
-                                  exclude_bought=exclude_bought)
-            if status == "done":
-                set_active_run(ws, run_id)
+            try:
+                result = train(data.log, data.item_text, data.profiles, model_config,
+                               train_config, progress=progress, should_stop=cancel,
+                               checkpoint_dir=checkpoint_dir, resume_from=resume_from)
+            except NotEnoughEventsError as exc:
+                raise DynllmError(f"cannot train: {exc}") from None
+            except (CheckpointError, NonFiniteLossError) as exc:
+                leave_as_it_was = resume is not None
+                raise DynllmError(f"run {run_id}: {exc}") from None
+            cancelled = result.status == "cancelled"
+            outcome = {"epochs_done": len(result.epochs), "best_epoch": result.best_epoch,
+                       "history": json.dumps([asdict(e) for e in result.epochs], default=float),
+                       "test_metrics": json.dumps(result.test, default=float),
+                       "checkpoint_path": str(result.checkpoint) if result.checkpoint else None}
+            if result.best_epoch is None or result.model is None:
+                status = "cancelled" if cancelled else "failed"
+                record(**outcome, status="failed", finished_at=_now(),
+                       seconds=round(time.perf_counter() - started, 2),
+                       error="stopped before the first epoch finished: no model to keep")
+            else:
+                record(**outcome)  # the metrics show while the replay runs; still 'running'
+                replay_into_workspace(ws, run_id, data, result.model, progress=on_replay,
+                                      exclude_bought=exclude_bought)
+                status = "cancelled" if cancelled else "done"
+                # 'done' only now that the replay is stored, and active in the same commit.
+                with ws.transaction() as conn:
+                    conn.execute("UPDATE runs SET status = ?, error = NULL, seconds = ?, "
+                                 "finished_at = ? WHERE id = ?",
+                                 (status, round(time.perf_counter() - started, 2), _now(),
+                                  run_id))
+                    if status == "done":
+                        conn.execute("UPDATE runs SET active = (id = ?)", (run_id,))
+        except BaseException as exc:
+            if not leave_as_it_was:
+                _record_failure(ws, run_id, exc)
+            raise
     return TrainSummary(run_id, status, len(result.epochs), result.best_epoch, result.test,
                         str(result.checkpoint) if result.checkpoint else None,
                         time.perf_counter() - started, data.profiles is not None, resolved)
+
+
+def _record_failure(ws: Workspace, run_id: int, exc: BaseException) -> None:
+    """Mark the run failed with the reason, so that no run stays 'running' after its job ended.
+    Best effort: when the workspace itself is what failed (damaged, read-only, disk full), the
+    original error is the one to report, and a run left 'running' with no training lock held
+    is shown as interrupted."""
+    if isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted before the run finished"
+    elif isinstance(exc, DynllmError):
+        reason = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    try:
+        with ws.transaction() as conn:
+            conn.execute("UPDATE runs SET status = 'failed', error = ?, active = 0, "
+                         "finished_at = ? WHERE id = ?", (reason, _now(), run_id))
+    except Exception:  # noqa: BLE001 - the original error matters more than this one
+        pass
 
 
 def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model,
@@ -168,10 +234,17 @@ def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model
         conn.executemany("INSERT INTO recommendations VALUES (?, ?, ?, ?, ?, ?)", rows)
         weights = out.facet_weights
         if weights is not None:
+            # Long rows, one per facet the model has (all of them, or one under facet:NAME),
+            # in the model's facet order, so each event's rows are stored together. An absent
+            # facet (no source, e.g. no brands in the catalogue) has weight exactly 0 (masked
+            # in the attention) and gets no row: the app shows it as "not available".
             conn.executemany(
-                "INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, int(data.user_ids[u]), int(t), *map(float, w)) for u, t, w in
-                 zip(weights.users.tolist(), weights.ts.tolist(), weights.weights, strict=True)],
+                "INSERT INTO facet_weights (run_id, user_id, ts, facet, weight) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(run_id, int(data.user_ids[u]), int(t), facet, float(w))
+                 for u, t, row in zip(weights.users.tolist(), weights.ts.tolist(),
+                                      weights.weights.tolist(), strict=True)
+                 for facet, w in zip(weights.facets, row, strict=True) if w > 0],
             )
         trace = out.memory_trace
         conn.executemany(

@@ -66,12 +66,16 @@ def load_workspace_data(ws: Workspace, *, use_profiles: bool = True) -> Workspac
                 np.searchsorted(user_ids, vectors["user"][known]),
                 vectors["as_of"][known],
                 torch.from_numpy(np.ascontiguousarray(vectors["vectors"][known])),
+                facet_mask=torch.from_numpy(vectors["present"][known]),
             )
     return WorkspaceData(log, user_ids, item_ids, item_text, profiles)
 
 
 def load_profile_vectors(ws: Workspace, encoder_name: str) -> dict[str, Any]:
-    """Arrays for the model: per snapshot (user, as_of) the four facet vectors [n, 4, d]."""
+    """Arrays for the model: per snapshot (user, as_of) the four facet vectors [n, 4, d] and
+    which facets are present [n, 4]. A facet is absent when its text is empty: the LLM had no
+    source for it (e.g. no brand anywhere in the catalogue), so its vector — the embedding of
+    nothing — must not be attended to."""
     keys, matrices = None, []
     for facet in PROFILE_FIELDS:
         facet_keys, matrix = load_embeddings(ws, f"profile.{facet}", encoder_name)
@@ -80,9 +84,25 @@ def load_profile_vectors(ws: Workspace, encoder_name: str) -> dict[str, Any]:
         elif facet_keys != keys:
             raise DynllmError("facet embeddings are incomplete: rerun dynllm-tui profiles")
         matrices.append(matrix)
+    n_facets = len(PROFILE_FIELDS)
     if not keys:
         return {"user": np.zeros(0, np.int64), "as_of": np.zeros(0, np.int64),
-                "vectors": np.zeros((0, 4, 0), np.float32)}
+                "vectors": np.zeros((0, n_facets, 0), np.float32),
+                "present": np.zeros((0, n_facets), bool)}
     user, as_of = zip(*(tuple(map(int, k.split("@"))) for k in keys), strict=True)
     return {"user": np.array(user, np.int64), "as_of": np.array(as_of, np.int64),
-            "vectors": np.stack(matrices, axis=1)}
+            "vectors": np.stack(matrices, axis=1), "present": _present_facets(ws, keys)}
+
+
+def _present_facets(ws: Workspace, keys: list[str]) -> np.ndarray:
+    """bool [len(keys), n_facets]: the snapshot's facet text is not empty."""
+    from dynllm_tui.jobs.profiles import facet_texts
+
+    texts = facet_texts(ws)
+    present = np.zeros((len(keys), len(PROFILE_FIELDS)), bool)
+    row = {key: n for n, key in enumerate(keys)}
+    for f, field in enumerate(PROFILE_FIELDS):
+        for key, text in texts[f"profile.{field}"]:
+            if key in row:
+                present[row[key], f] = bool(text.strip())
+    return present

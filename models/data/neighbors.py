@@ -9,7 +9,6 @@ are ordered by event index, so among same-time edges the later-logged one counts
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,35 +89,3 @@ class NeighborFinder:
         lo, hi = self._indptr[node], self._indptr[node + 1]
         return self._dst[lo:hi], self._times[lo:hi]
 
-
-class LoopNeighborFinder:
-    """Per-node reference: a Python list per node and a loop over the queried nodes, each one
-    bisecting its own time-sorted list — how the TGAT-style finder of the authors' code works.
-    Used as the oracle in tests and as the slow path in the benchmark."""
-
-    def __init__(self, log: EventLog):
-        self.n_users = log.n_users
-        self.n_nodes = log.n_users + log.n_items
-        self._adj: list[list[tuple[float, int, int]]] = [[] for _ in range(self.n_nodes)]
-        for e, (u, i, t) in enumerate(zip(log.user_idx, log.item_idx, log.ts, strict=True)):
-            item_node = int(i) + log.n_users
-            self._adj[int(u)].append((float(t), e, item_node))
-            self._adj[item_node].append((float(t), e, int(u)))
-        for edges in self._adj:
-            edges.sort(key=lambda edge: (edge[0], edge[1]))
-        self._times = [[edge[0] for edge in edges] for edges in self._adj]
-
-    def find(self, nodes: np.ndarray, cut_times: np.ndarray, k: int) -> Neighbors:
-        nodes = np.asarray(nodes, dtype=np.int64)
-        cut_times = np.broadcast_to(np.asarray(cut_times, dtype=np.float64), nodes.shape)
-        out_nodes = np.zeros((len(nodes), k), dtype=np.int64)
-        out_times = np.zeros((len(nodes), k))
-        out_events = np.full((len(nodes), k), -1, dtype=np.int64)
-        mask = np.zeros((len(nodes), k), dtype=bool)
-        for row, (node, cut) in enumerate(zip(nodes.tolist(), cut_times.tolist(), strict=True)):
-            end = bisect.bisect_left(self._times[node], cut)  # edges [0, end) are before cut
-            for col in range(min(k, end)):
-                t, e, nbr = self._adj[node][end - 1 - col]
-                out_nodes[row, col], out_times[row, col] = nbr, t
-                out_events[row, col], mask[row, col] = e, True
-        return Neighbors(out_nodes, out_times, out_events, mask)

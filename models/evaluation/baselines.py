@@ -1,9 +1,26 @@
-"""Baselines on the same split and metrics as DynLLM. Each scores all items for a batch of
-(user, time) queries from the events before the batch start only (see evaluation.Scorer)."""
+"""Baselines on the same split, batches and metrics as DynLLM. Each scores all items for a batch
+of (user, time) queries from the events before the batch start only (see protocols.Scorer);
+those with settings learn them from events before the part they are scored on (`known`), and
+the settings are chosen on validation (models.evaluation.tuning).
+
+- popularity (recent window) and repeat history (frequency x recency): the simple retail pair;
+- BPR-MF: static matrix factorisation, negatives never equal to the positive;
+- GP-TopFreq (Li et al., TOIS 2023): the user's own items by purchase frequency, then global
+  popularity;
+- TIFU-KNN (Hu et al., SIGIR 2020): time-decayed within-basket and across-basket user vectors,
+  mixed with the mean of the k nearest users' vectors;
+- item-kNN: co-purchase cosine similarity to the user's past items, own items not counted. Chosen
+  over UP-CF@r because UP-CF@r is, like TIFU-KNN, a user-neighbourhood method, while item-kNN
+  adds the item-neighbourhood view: it can only score by what is bought together, which makes it
+  the discovery (explore) reference among the baselines.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -19,6 +36,23 @@ TIE_BREAK = 1e-6
 def _counts(log: EventLog, lo: int, hi: int) -> torch.Tensor:
     return torch.as_tensor(np.bincount(log.item_idx[lo:hi], minlength=log.n_items),
                            dtype=torch.float64)
+
+
+def _popularity_tie_break(log: EventLog, cut_index: int) -> torch.Tensor:
+    """All-time purchases before the cut, scaled below TIE_BREAK: orders what a score leaves
+    tied without ever overturning it."""
+    overall = _counts(log, 0, cut_index)
+    return TIE_BREAK * overall / max(float(overall.max()), 1.0)
+
+
+def user_item_matrix(log: EventLog, lo: int, hi: int, binary: bool = False) -> sp.csr_matrix:
+    """Purchase counts (or 0/1) of events lo..hi-1 as a sparse [n_users, n_items] matrix."""
+    m = sp.csr_matrix((np.ones(hi - lo), (log.user_idx[lo:hi], log.item_idx[lo:hi])),
+                      shape=(log.n_users, log.n_items))
+    m.sum_duplicates()
+    if binary:
+        m.data[:] = 1.0
+    return m
 
 
 class PopularityScorer:
@@ -61,6 +95,12 @@ class RepeatScorer:
         return out  # float64: float32 would merge the tie-breaker into the main score
 
 
+def bpr_negatives(rng: np.random.Generator, positives: np.ndarray, n_items: int) -> np.ndarray:
+    """One negative per positive, uniform over the other items: shifting by 1..n-1 (mod n)
+    can never land on the positive itself."""
+    return (np.asarray(positives) + rng.integers(1, n_items, len(positives))) % n_items
+
+
 class BPRMF(nn.Module):
     """Matrix factorisation trained with BPR on the events before the test part (training and
     validation), so it never sees a test event. Static: the same scores at every time."""
@@ -76,27 +116,181 @@ class BPRMF(nn.Module):
     @classmethod
     def fit(cls, log: EventLog, known: range, *, dim: int = 64, epochs: int = 20,
             lr: float = 5e-3, reg: float = 1e-5, batch_size: int = 4096,
-            seed: int = 0) -> BPRMF:
+            seed: int = 0, on_epoch: Callable[[int, BPRMF], None] | None = None) -> BPRMF:
+        """Learn from events `known` only. The seed sets the initialisation, the negatives and
+        the batch order. `on_epoch(epoch, model)` lets a tuner score checkpoints on the way
+        (the model is in eval mode during the call)."""
+        if log.n_items < 2:
+            raise ValueError("BPR-MF needs at least two items to draw negatives from")
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         model = cls(log.n_users, log.n_items, dim)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         users = torch.as_tensor(log.user_idx[known.start:known.stop])
         items = torch.as_tensor(log.item_idx[known.start:known.stop])
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
             order = torch.as_tensor(rng.permutation(len(users)))
             for lo in range(0, len(order), batch_size):
                 idx = order[lo:lo + batch_size]
                 u, i = model.user(users[idx]), model.item(items[idx])
-                j = model.item(torch.as_tensor(rng.integers(0, log.n_items, len(idx))))
+                j = model.item(torch.as_tensor(
+                    bpr_negatives(rng, items[idx].numpy(), log.n_items)))
                 loss = -F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
                 loss = loss + reg * (u.pow(2).sum(-1) + i.pow(2).sum(-1) + j.pow(2).sum(-1)).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+            if on_epoch is not None:
+                on_epoch(epoch, model.eval())
+                model.train()
         return model.eval()
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
                cut_time: float) -> torch.Tensor:
         return self.user(torch.as_tensor(np.asarray(users, dtype=np.int64))) @ self.item.weight.T
+
+
+class GPTopFreqScorer:
+    """GP-TopFreq: the items the user bought before, by how often (purchase events), then every
+    other item by global popularity (all purchases before the batch start), which also breaks
+    ties among the user's own items."""
+
+    def __init__(self, log: EventLog):
+        self.name = "GP-TopFreq"
+        self.log = log
+
+    def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
+               cut_time: float) -> torch.Tensor:
+        counts = user_item_matrix(self.log, 0, cut_index)[np.asarray(users, dtype=np.int64)]
+        popularity = _counts(self.log, 0, cut_index)
+        # Frequencies are whole numbers, so popularity scaled into [0, 1) never reorders them.
+        own = torch.as_tensor(counts.toarray(), dtype=torch.float64)
+        return own + popularity / (float(popularity.max()) + 1.0)
+
+
+def basket_ids(log: EventLog) -> np.ndarray:
+    """A basket index per event, increasing with time: the invoice when the log has one, else
+    the user's purchases at one timestamp."""
+    tag = log.group if log.group is not None else log.ts
+    keys = np.rec.fromarrays([log.user_idx, tag])
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    # Renumber so that ids follow the first event's position (time order).
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.ravel()]
+
+
+class TIFUKNNScorer:
+    """TIFU-KNN (Hu et al., SIGIR 2020). A user's baskets (0/1 item vectors), oldest first, are
+    cut into groups of `group_size` counted from the most recent, so only the oldest group may
+    be smaller. A group's vector is (1/|g|) sum_j r_b^(|g|-j) b_j (j = 1 oldest in the group),
+    the user's vector (1/k) sum_i r_g^(k-i) g_i over its k groups (i = k most recent). The
+    prediction is alpha * user + (1 - alpha) * the mean vector of the `neighbours` users
+    nearest by Euclidean distance (among users with baskets before the batch, self excluded).
+    Users without any basket get only the popularity tie-breaker."""
+
+    def __init__(self, log: EventLog, *, group_size: int = 7, r_b: float = 1.0,
+                 r_g: float = 0.6, neighbours: int = 300, alpha: float = 0.7):
+        self.name = (f"TIFU-KNN (m={group_size}, r_b={r_b:g}, r_g={r_g:g}, k={neighbours}, "
+                     f"alpha={alpha:g})")
+        self.log, self.group_size, self.r_b, self.r_g = log, group_size, r_b, r_g
+        self.neighbours, self.alpha = neighbours, alpha
+        self.basket = basket_ids(log)
+        self._cached: tuple[int, sp.csr_matrix] | None = None
+
+    def user_vectors(self, cut_index: int) -> sp.csr_matrix:
+        """[n_users, n_items] TIFU user vectors from the baskets before event `cut_index`."""
+        if self._cached is not None and self._cached[0] == cut_index:
+            return self._cached[1]
+        log = self.log
+        basket = self.basket[:cut_index]
+        n_baskets = int(basket.max()) + 1 if cut_index else 0
+        owner = np.zeros(n_baskets, dtype=np.int64)
+        owner[basket] = log.user_idx[:cut_index]
+        # Position of each basket among its user's baskets counted from the most recent (0).
+        order = np.argsort(owner, kind="stable")  # per user, baskets stay in time order
+        per_user = np.bincount(owner, minlength=log.n_users)
+        starts = np.concatenate(([0], np.cumsum(per_user)[:-1]))
+        from_end = np.empty(n_baskets, dtype=np.int64)
+        from_end[order] = (per_user[owner[order]] - 1) - (np.arange(n_baskets)
+                                                          - starts[owner[order]])
+        n = per_user[owner]
+        m = self.group_size
+        group, within = from_end // m, from_end % m
+        n_groups = -(-n // m)
+        group_len = np.where(group < n_groups - 1, m, n - (n_groups - 1) * m)
+        weight = (self.r_b ** within / group_len) * (self.r_g ** group / n_groups)
+        # 0/1 basket vectors: an item counted twice in one basket still counts once.
+        pairs = np.unique(np.stack([basket, log.item_idx[:cut_index]]), axis=1)
+        vectors = sp.csr_matrix((weight[pairs[0]], (owner[pairs[0]], pairs[1])),
+                                shape=(log.n_users, log.n_items))
+        self._cached = (cut_index, vectors)
+        return vectors
+
+    def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
+               cut_time: float) -> torch.Tensor:
+        users = np.asarray(users, dtype=np.int64)
+        vectors = self.user_vectors(cut_index)
+        norms = np.asarray(vectors.multiply(vectors).sum(1)).ravel()
+        active = np.flatnonzero(np.diff(vectors.indptr) > 0)
+        query = vectors[users]
+        own = query.toarray()
+        mixed = self.alpha * own
+        if len(active) > 1:
+            dot = (query @ vectors[active].T).toarray()
+            dist = norms[users][:, None] + norms[active][None, :] - 2 * dot
+            dist[users[:, None] == active[None, :]] = np.inf  # never one's own neighbour
+            k = min(self.neighbours, len(active) - 1)
+            nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
+            rows = np.repeat(np.arange(len(users)), k)
+            pick = sp.csr_matrix((np.full(rows.size, 1.0 / k), (rows, active[nearest.ravel()])),
+                                 shape=(len(users), self.log.n_users))
+            mixed += (1 - self.alpha) * (pick @ vectors).toarray()
+        mixed[norms[users] == 0] = 0.0  # no history, no vector: popularity alone decides
+        return torch.as_tensor(mixed) + _popularity_tie_break(self.log, cut_index)
+
+
+class ItemKNNScorer:
+    """Item-kNN: item-item cosine similarity of 0/1 purchase columns over the `known` events
+    (each item keeps its `neighbours` most similar items, itself excluded); a user's score for
+    an item is the sum of its similarities to the distinct items the user bought before the
+    batch start."""
+
+    def __init__(self, log: EventLog, known: range, *, neighbours: int = 100):
+        self.name = f"item-kNN (k={neighbours})"
+        self.log = log
+        x = user_item_matrix(log, known.start, known.stop, binary=True).tocsc()
+        norms = np.sqrt(np.asarray(x.sum(0)).ravel())
+        norms[norms == 0] = 1.0
+        sim = (x.T @ x).tocsr().astype(np.float64)
+        sim = sp.diags(1 / norms) @ sim @ sp.diags(1 / norms)
+        sim.setdiag(0.0)
+        self.similarity = _top_per_row(sp.csr_matrix(sim), neighbours)
+
+    def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
+               cut_time: float) -> torch.Tensor:
+        history = user_item_matrix(self.log, 0, cut_index, binary=True)
+        rows = history[np.asarray(users, dtype=np.int64)]
+        # sim is kept row-wise per item; a score sums sim[j, i] over the user's items j.
+        out = (rows @ self.similarity).toarray()
+        return torch.as_tensor(out) + _popularity_tie_break(self.log, cut_index)
+
+
+def _top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row's k largest entries (ties at the cut kept by index order), the rest dropped."""
+    m.eliminate_zeros()
+    rows, cols, vals = [], [], []
+    for r in range(m.shape[0]):
+        lo, hi = m.indptr[r], m.indptr[r + 1]
+        if hi - lo > k:
+            keep = np.argsort(-m.data[lo:hi], kind="stable")[:k] + lo
+        else:
+            keep = np.arange(lo, hi)
+        rows.append(np.full(len(keep), r))
+        cols.append(m.indices[keep])
+        vals.append(m.data[keep])
+    if not rows:
+        return m
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=m.shape)

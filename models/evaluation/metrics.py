@@ -10,29 +10,51 @@ score therefore gets rank (n+1)/2, not 1 (optimistic) or n (pessimistic). The me
 taken of that (possibly fractional) rank: Hit@K = Recall@K = [rank <= K], NDCG@K =
 [rank <= K] / log2(rank + 1), MRR@K = [rank <= K] / rank, and MRR = 1 / rank over all items.
 With one positive per event Recall@K equals Hit@K; both are reported because readers expect both.
+
+Buy again vs discover: `split_metrics` gives the same metrics on the events whose item the user
+bought before ("repeat:recall@10", ...) and on the others ("explore:..."), with their shares; a
+part without events gets None ("n/a" in reports). Per-event candidate sets (the exclude-seen
+protocol) are `RowExclusions`: items removed from one row's competition.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 DEFAULT_KS = (10, 20, 50)
+REPEAT, EXPLORE = "repeat", "explore"
+
+
+@dataclass(frozen=True)
+class RowExclusions:
+    """Items left out of each row's competition: row b excludes items[b, j] where mask[b, j]
+    (padding elsewhere). The true item is never left out, even when listed."""
+
+    items: torch.Tensor  # int64 [B, m]
+    mask: torch.Tensor  # bool [B, m]
+
+    def rows(self, lo: int, hi: int) -> RowExclusions:
+        return RowExclusions(self.items[lo:hi], self.mask[lo:hi])
+
+
+Candidates = torch.Tensor | RowExclusions | None
 
 
 def protocol_ranks(
     scores: torch.Tensor,
     true_items: torch.Tensor,
-    protocols: dict[str, torch.Tensor | None],
+    protocols: dict[str, Candidates],
     *,
     overwrite: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Rank (1 = best, fractional under ties) of true_items[b] in scores[b, :] under each
-    protocol: {name: None (all items) or bool [n_items] candidates (the true item always
-    competes)}. With `overwrite` the caller's `scores` buffer is reused (and destroyed).
+    protocol: {name: None (all items), bool [n_items] candidates, or RowExclusions (per-row
+    items left out)}; the true item always competes. With `overwrite` the caller's `scores`
+    buffer is reused (and destroyed).
 
     One pass serves every protocol: with s = sign(scores - true score), the tie rule's rank is
     #greater + (#equal - 1) / 2 + 1 = (sum of s over the competing items + their number + 1) / 2
@@ -52,6 +74,14 @@ def protocol_ranks(
         if candidates is None:
             total = signs.sum(1).double()
             n_competing = torch.full_like(total, signs.shape[1])
+        elif isinstance(candidates, RowExclusions):
+            # All items minus each row's excluded ones; the true item's sign is 0, so leaving
+            # it in the sum changes nothing, but it must stay among the competitors.
+            idx = candidates.items.to(signs.device)
+            keep = candidates.mask.to(signs.device) & (idx != true_items.view(-1, 1))
+            excluded = (signs.gather(1, idx) * keep.to(signs.dtype)).sum(1).double()
+            total = signs.sum(1).double() - excluded
+            n_competing = signs.shape[1] - keep.sum(1).double()
         else:
             cand = candidates.to(signs.device)
             total = (signs @ cand.to(signs.dtype)).double()
@@ -74,7 +104,7 @@ def protocol_ranks_in_chunks(
     score_rows: torch.Tensor,
     item_matrix: torch.Tensor,
     true_items: torch.Tensor,
-    protocols: dict[str, torch.Tensor | None],
+    protocols: dict[str, Candidates],
     chunk: int = 1024,
     adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -87,7 +117,9 @@ def protocol_ranks_in_chunks(
         scores = score_rows[lo : lo + chunk] @ item_matrix.T
         if adjust is not None:
             scores = adjust(scores, lo)
-        ranks = protocol_ranks(scores, true_items[lo : lo + chunk], protocols, overwrite=True)
+        part = {name: c.rows(lo, lo + chunk) if isinstance(c, RowExclusions) else c
+                for name, c in protocols.items()}
+        ranks = protocol_ranks(scores, true_items[lo : lo + chunk], part, overwrite=True)
         for name, r in ranks.items():
             parts[name].append(r)
     return {name: torch.cat(p) if p else torch.zeros(0, dtype=torch.float64)
@@ -124,70 +156,41 @@ def metrics_from_ranks(ranks: np.ndarray | torch.Tensor, ks: Iterable[int] = DEF
     return out
 
 
-def loop_ranks(
-    score_rows: np.ndarray, item_matrix: np.ndarray, true_items: np.ndarray
-) -> np.ndarray:
-    """The slow path for benchmarks (how the authors' evaluation works): one Python iteration
-    per event, scoring and ranking its items one row at a time. Same tie rule as above."""
-    ranks = np.empty(len(true_items))
-    for row, (user, true) in enumerate(zip(score_rows, true_items, strict=True)):
-        scores = item_matrix @ user
-        target = scores[true]
-        greater = int((scores > target).sum())
-        ranks[row] = greater + (int((scores == target).sum()) - 1) / 2 + 1
-    return ranks
+def split_metrics(
+    ranks: np.ndarray | torch.Tensor,
+    is_repeat: np.ndarray,
+    ks: Iterable[int] = DEFAULT_KS,
+    *,
+    explore_only: bool = False,
+) -> dict:
+    """Metrics over all events plus "repeat:<metric>" and "explore:<metric>" over the events
+    whose item the user bought before (is_repeat) and the others, with "repeat_share",
+    "n_repeat" and "n_explore". A part without events gets None for each metric.
 
+    `explore_only` (the exclude-seen protocol, where a repeat event's item is by definition
+    not a candidate) drops the repeat events from every figure and counts them as
+    "n_excluded_repeat"; the repeat columns are then None."""
+    ks = tuple(ks)
+    r = np.asarray(ranks, dtype=np.float64)
+    rep = np.asarray(is_repeat, dtype=bool)
+    if len(r) != len(rep):
+        raise ValueError(f"{len(r)} ranks but {len(rep)} repeat flags")
+    empty = {key: None for key in metrics_from_ranks(np.ones(1), ks)}
 
-def heapq_ranks(
-    score_rows: np.ndarray,
-    item_matrix: np.ndarray,
-    true_items: np.ndarray,
-    candidates: np.ndarray | None = None,
-    max_k: int = 50,
-) -> np.ndarray:
-    """The authors' evaluation, for benchmarks: one matrix product for the batch, then per event
-    a Python dict {item: score} over the candidates and heapq.nlargest(max_k) of it. The true
-    item's place in that list is its rank; outside it the rank is inf, so metrics at K <= max_k
-    are exact. Ties keep dict order (lower item index first), not the half/half rule above."""
-    scores = np.asarray(score_rows) @ np.asarray(item_matrix).T
-    pool = (range(scores.shape[1]) if candidates is None
-            else np.flatnonzero(np.asarray(candidates)).tolist())
-    ranks = np.full(len(true_items), np.inf)
-    for row, (rating, true) in enumerate(zip(scores, np.asarray(true_items).tolist(),
-                                             strict=True)):
-        item_score = {item: rating[item] for item in pool}
-        top = heapq.nlargest(max_k, item_score, key=item_score.get)
-        if true in top:
-            ranks[row] = top.index(true) + 1
-    return ranks
+    def of(part: np.ndarray) -> dict:
+        return metrics_from_ranks(part, ks) if len(part) else {**empty, "n_events": 0}
 
-
-def brute_force_ranks(
-    scores: np.ndarray, true_items: np.ndarray, candidates: np.ndarray | None = None
-) -> np.ndarray:
-    """Reference for tests: rank by enumerating every tie-breaking order's best and worst case.
-    The expected rank under random tie-breaking is the mean of the best and the worst."""
-    ranks = []
-    for row, true in zip(scores, true_items, strict=True):
-        competitors = [
-            s for j, s in enumerate(row)
-            if j != true and (candidates is None or candidates[j])
-        ]
-        best = 1 + sum(1 for s in competitors if s > row[true])
-        worst = 1 + sum(1 for s in competitors if s >= row[true])
-        ranks.append((best + worst) / 2)
-    return np.array(ranks, dtype=np.float64)
-
-
-def brute_force_metrics(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict:
-    """Reference for tests: the metric definitions written out one event at a time."""
-    out = {}
-    for k in ks:
-        hits = [1.0 if r <= k else 0.0 for r in ranks]
-        out[f"recall@{k}"] = out[f"hit@{k}"] = sum(hits) / len(ranks)
-        out[f"ndcg@{k}"] = sum(
-            1 / np.log2(r + 1) if r <= k else 0.0 for r in ranks) / len(ranks)
-        out[f"mrr@{k}"] = sum(1 / r if r <= k else 0.0 for r in ranks) / len(ranks)
-    out["mrr"] = sum(1 / r for r in ranks) / len(ranks)
-    out["n_events"] = len(ranks)
+    overall = of(r[~rep]) if explore_only else of(r)
+    out = dict(overall)
+    n_repeat = int(rep.sum())
+    repeat_part = {**empty, "n_events": 0} if explore_only else of(r[rep])
+    for prefix, part in ((REPEAT, repeat_part), (EXPLORE, of(r[~rep]))):
+        for key, value in part.items():
+            if key != "n_events":
+                out[f"{prefix}:{key}"] = value
+    out["n_repeat"] = n_repeat
+    out["n_explore"] = len(r) - n_repeat
+    out["repeat_share"] = n_repeat / len(r) if len(r) else None
+    if explore_only:
+        out["n_excluded_repeat"] = n_repeat
     return out

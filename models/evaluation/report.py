@@ -1,5 +1,8 @@
-"""The model report: DynLLM, its ablations and the baselines on one split, one seed, one set
-of candidates — rows = methods, columns = metrics (see evaluation.format_report)."""
+"""The model report: DynLLM, its ablations and the baselines on one split and one set of
+candidates, over one or more seeds (mean ± sd) — rows = methods, columns = metrics with
+repeat/explore columns (see protocols.format_report). Options are chosen on validation only:
+the repeat term on/off by DynLLM's best validation figure, the baselines' settings by
+models.evaluation.tuning; the report records the grids and the deciding figures."""
 
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import torch
 
 from models.data.events import EventLog, chronological_split
 from models.data.profile_index import ProfileIndex
-from models.evaluation.baselines import BPRMF, PopularityScorer, RepeatScorer
-from models.evaluation.protocols import evaluate_scorer, model_report
+from models.evaluation.protocols import dataset_summary, model_report
+from models.evaluation.seeds import aggregate_results, seed_list
+from models.evaluation.selection import choose_on_validation
+from models.evaluation.tuning import tuned_baseline_results
 from models.network.dynllm import DynLLMConfig
-from models.training.loop import Progress, TrainConfig, train
+from models.training.loop import STOP_METRIC, Progress, TrainConfig, TrainResult, train
 from models.vocabulary import ABLATIONS
 
 
@@ -25,14 +30,23 @@ def method_label(config: DynLLMConfig, *, with_profiles: bool, ablation: str | N
     return label if ablation is None else f"{label} {ablation}"
 
 
-def baseline_results(log: EventLog, config: TrainConfig) -> dict[str, dict]:
-    """{method: {"full": metrics, "paper": metrics}} for the three baselines."""
+def baseline_results(log: EventLog, config: TrainConfig, *, n_seeds: int = 1,
+                     progress: Callable[[str], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> dict[str, dict]:
+    """{method: {protocol: metrics, "choice": record}} for the baselines on the run's split and
+    batches, settings chosen on validation (models.evaluation.tuning)."""
     split = chronological_split(log, config.train_frac, config.val_frac)
-    known = range(0, split.test.start)  # BPR-MF learns from train + validation only
-    scorers = [PopularityScorer(log), RepeatScorer(log),
-               BPRMF.fit(log, known, seed=config.seed)]
-    return {s.name: evaluate_scorer(s, log, split, batch_size=config.batch_size, ks=config.ks)
-            for s in scorers}
+    return tuned_baseline_results(log, split, batch_size=config.batch_size, ks=config.ks,
+                                  seed=config.seed, n_seeds=n_seeds, progress=progress,
+                                  should_stop=should_stop)
+
+
+def validation_figure(result: TrainResult) -> float | None:
+    """The validation figure training kept its best epoch by (STOP_METRIC)."""
+    if result.best_epoch is None:
+        return None
+    record = next(r for r in result.epochs if r.epoch == result.best_epoch)
+    return float(record.val[STOP_METRIC])
 
 
 def run_model_report(
@@ -46,11 +60,14 @@ def run_model_report(
     repeat_counterpart: bool = True,
     progress: Callable[[str, Progress | None], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    n_seeds: int = 1,
 ) -> list[dict]:
     """Train DynLLM and each ablation (same split and seed), evaluate the baselines, and return
     the report rows. Profile ablations are skipped when there are no profiles. With
     `repeat_counterpart` the same model with the repeat term toggled is trained too, so the
-    report always shows the paper's model beside the one with the repeat term."""
+    report always shows the paper's model beside the one with the repeat term, and records which
+    of the two validation chose. With `n_seeds` every DynLLM row and BPR-MF are trained once
+    per seed (train_config.seed, +1, ...) and shown as mean ± sd."""
     results: dict[str, dict] = {}
     with_profiles = profiles is not None
     if not with_profiles:
@@ -65,17 +82,37 @@ def run_model_report(
             continue  # without profiles these equal plain DynLLM (trained with no_profiles)
         variants[method_label(model_config, with_profiles=with_profiles, ablation=name)] = (
             model_config.ablation(name))
+    seeds = seed_list(train_config.seed, n_seeds)
+    val_figures: dict[str, list[float]] = {}
     for label, cfg in variants.items():
-        if should_stop is not None and should_stop():
-            break
-        def relay(p: Progress, label: str = label) -> None:
-            if progress is not None:
-                progress(label, p)
-        result = train(log, item_text, profiles, cfg, train_config, progress=relay,
-                       should_stop=should_stop)
-        if result.test:
-            results[label] = result.test
+        per_seed = []
+        for seed in seeds:
+            if should_stop is not None and should_stop():
+                break
+            def relay(p: Progress, label: str = label, seed: int = seed) -> None:
+                if progress is not None:
+                    progress(label if len(seeds) == 1 else f"{label} (seed {seed})", p)
+            result = train(log, item_text, profiles, cfg, replace(train_config, seed=seed),
+                           progress=relay, should_stop=should_stop)
+            if result.test:
+                per_seed.append(result.test)
+                val_figures.setdefault(label, []).append(validation_figure(result))
+        if per_seed:
+            results[label] = aggregate_results(per_seed)
+    if repeat_counterpart:
+        # The repeat term on or off: chosen by the mean validation figure, never by test.
+        pair = [lbl for lbl in list(variants)[:2] if lbl in val_figures]
+        if len(pair) == 2:
+            choice = choose_on_validation(
+                pair, lambda lbl: {STOP_METRIC: sum(val_figures[lbl]) / len(val_figures[lbl])},
+                STOP_METRIC)
+            results[choice.option]["choice"] = {
+                **choice.record(), "chosen": "repeat term " + (
+                    "on" if variants[choice.option].repeat_term else "off"),
+                "protocol": "full"}
     if progress is not None:
         progress("baselines", None)
-    results.update(baseline_results(log, train_config))
-    return model_report(results)
+    results.update(baseline_results(log, train_config, n_seeds=n_seeds,
+                                    should_stop=should_stop))
+    split = chronological_split(log, train_config.train_frac, train_config.val_frac)
+    return model_report(results, dataset_summary(log, split))

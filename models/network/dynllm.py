@@ -137,7 +137,9 @@ class RepeatTerm(nn.Module):
 @dataclass
 class UserOutput:
     embedding: torch.Tensor  # [B, dim]
-    facet_weights: torch.Tensor | None  # [B, n_facets] in config.facets order, rows sum to 1
+    # [B, n_facets] in config.facets order: rows sum to 1 over the facets the user has; absent
+    # facets weigh exactly 0, and a user with no profile yet has an all-zero row
+    facet_weights: torch.Tensor | None
     repeat: RepeatEvidence | None = None  # the repeat-purchase term, when the model has one
 
 
@@ -191,8 +193,6 @@ class DynLLM(nn.Module):
         # log1p(gap in seconds) standardised with the training part's statistics.
         self.register_buffer("gap_stats", torch.tensor([0.0, 1.0], dtype=torch.float64))
         self.repeat = RepeatTerm(config.repeat_history, n_users) if config.repeat_term else None
-        # Off only to measure the authors' one-query-per-event way (bench/train.py).
-        self.share_repeated_queries = True
 
     def param_groups(self, lr: float) -> list[dict]:
         """Adam groups: the repeat term's few scalars learn REPEAT_LR_FACTOR times faster, so
@@ -281,7 +281,7 @@ class DynLLM(nn.Module):
         basket data."""
         if layers == 0:
             return self._node_features(memory, nodes)
-        if self.share_repeated_queries and len(nodes) > 1:
+        if len(nodes) > 1:
             keys = np.stack((nodes.astype(np.float64), ref_times, cut_times), axis=1)
             _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
             if len(first) < len(nodes):
@@ -336,11 +336,11 @@ class DynLLM(nn.Module):
         if facets is None or facet_mask is None:
             raise ValueError("this model uses profiles: pass facets and facet_mask")
         cols = torch.as_tensor(self.facet_columns, device=self.device)
-        projected = self.facet_projection(facets.to(self.device)[:, cols],
-                                          facet_mask.to(self.device)[:, cols])
+        present = facet_mask.to(self.device)[:, cols]
+        projected = self.facet_projection(facets.to(self.device)[:, cols], present)
         if self.distill is not None:
             projected = self.distill(projected)
-        attended, weights = self.facet_attention(base, projected)
+        attended, weights = self.facet_attention(base, projected, present)
         return UserOutput(self.user_merge(torch.cat((base, attended), dim=-1)), weights, repeat)
 
     def item_embeddings(

@@ -50,15 +50,27 @@ class TopKDistill(nn.Module):
 
 class FacetAttention(nn.Module):
     """Multi-head attention, the user embedding as query over the facets; returns the attention
-    output and the weights over facets (averaged over heads, each row sums to 1)."""
+    output and the weights over facets (averaged over heads).
+
+    A facet that is absent (no snapshot yet, or a facet with no source such as brands in a
+    catalogue without brands) is a padded key: it gets exactly zero weight, so the analyst never
+    sees a weight on a facet that says nothing. A user with no facet at all attends over the
+    learned "no profile" vectors instead (a row of all-padded keys has no softmax), and reports
+    all-zero weights: there is nothing to weigh."""
 
     def __init__(self, dim: int, n_heads: int, dropout: float):
         super().__init__()
         self.attention = nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
 
     def forward(
-        self, user: torch.Tensor, facets: torch.Tensor
+        self, user: torch.Tensor, facets: torch.Tensor, present: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """user [B, d], facets [B, F, d], present bool [B, F] (None: all present)."""
+        if present is None:
+            present = torch.ones(facets.shape[:2], dtype=torch.bool, device=facets.device)
+        has_any = present.any(dim=1, keepdim=True)
+        padding = ~present & has_any  # rows with nothing present attend over every slot
         out, weights = self.attention(user.unsqueeze(1), facets, facets, need_weights=True,
-                                      average_attn_weights=True)
-        return out.squeeze(1), weights.squeeze(1)
+                                      average_attn_weights=True, key_padding_mask=padding)
+        weights = weights.squeeze(1) * present  # exact zeros, also after attention dropout
+        return out.squeeze(1), weights

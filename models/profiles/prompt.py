@@ -2,10 +2,17 @@
 
 The prompt has two parts. SYSTEM_PROMPT (instructions and one worked example) is identical for
 every user, so llama.cpp keeps it in its KV cache and evaluates it once per process; the user
-message is a compact summary of one history (~100-250 tokens). Item titles are data: they are
-cleaned of control characters, cut to a short length, and lower-cased when written in capitals
-(fewer tokens, and the model copies them less), and the JSON-schema grammar bounds what any
-instruction hidden in them could make the model write.
+message is a compact summary of one history (~100-250 tokens; 215-235 for six demo
+snapshots of 100+ lines, 184-203 before the buying facts and one top item fewer). Item titles
+are data: they are cleaned of control characters, cut to a short length, and lower-cased when
+written in capitals (fewer tokens, and the model copies them less), and the JSON-schema grammar
+bounds what any instruction hidden in them could make the model write.
+
+Besides the titles, the user message carries the customer's attributes and buying facts
+(models.profiles.facts: orders a month, lines and value an order, repeat share, days since the
+last order, price level against the store's median), all computed from the events before
+`as_of`; the store's median unit price is handed in with the history, computed by the caller
+from the store's events before `as_of`. The crowd segment is asked to be phrased from them.
 
 Candidates for `preferred_categories` and `favored_brands` come only from this user's history:
 the catalogue's categories/brands when it has them, otherwise categories derived from titles
@@ -17,20 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from models.profiles.facts import buying_facts, describe_facts
 from models.profiles.title_categories import category_from_title
 
 # Bump whenever SYSTEM_PROMPT, the user message layout, the schema or the candidate rules change:
 # it is part of the input hash, so a bump makes every profile eligible for regeneration.
-PROMPT_VERSION = "p1"
+# p2: buying facts (models.profiles.facts) and a segment phrased from them.
+PROMPT_VERSION = "p2"
 
 MAX_FACET_ITEMS = 5
 MAX_CANDIDATES = 8  # more would lengthen prompt and grammar for choices the model rarely makes
-TOP_ITEMS = 6
+TOP_ITEMS = 5  # 6 before the buying facts took their ~40 tokens
 RECENT_ITEMS = 3
 TITLE_CHARS = 40
 SEGMENT_CHARS = 60
@@ -53,6 +63,8 @@ class HistoryEvent(NamedTuple):
     category: str | None
     brand: str | None
     quantity: float = 1.0
+    price: float | None = None  # unit price; None or NaN: unknown
+    value: float | None = None  # the line's value; None or NaN: quantity x price
 
 
 @dataclass
@@ -64,6 +76,9 @@ class UserHistory:
     attributes: dict[str, Any]
     events: list[HistoryEvent]
     as_of: int | None = None  # Unix seconds; None: "now", no check
+    # The store's median unit price over its lines before as_of (the caller computes it, from
+    # those lines only); None: unknown, the price level is then not stated.
+    store_median_price: float | None = None
 
     def __post_init__(self) -> None:
         self.events = sorted((HistoryEvent(*e) for e in self.events), key=lambda e: e.ts)
@@ -159,23 +174,50 @@ def _order_size(units_per_line: float) -> str:
     return "mid-size" if units_per_line < 10 else "trade-size"
 
 
-def build_user_message(history: UserHistory, candidates: Candidates) -> str:
-    """The per-user part of the prompt: attributes, size and span, top and recent items."""
+def _attribute_value(value: Any) -> str:
+    """An attribute as text, or "" when it says nothing (empty, None, NaN or infinite)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    text = clean_text(value, 40)
+    return "" if text.casefold() in ("", "nan", "none", "null", "inf", "-inf") else text
+
+
+def describe_attributes(attributes: dict[str, Any]) -> str:
+    """The "Customer:" line: up to 8 attributes that say something (country; Complete
+    Journey's age, income and household; any `user.X` of the generic importer)."""
+    pairs = [(clean_text(k, 24), _attribute_value(v)) for k, v in attributes.items()]
+    attrs = "; ".join([f"{k}: {v}" for k, v in pairs if k and v][:8])
+    return f"Customer: {attrs or 'no attributes known'}."
+
+
+def history_facts(history: UserHistory):
+    """The buying facts (models.profiles.facts) of a history, against its store median."""
     ev = history.events
-    attrs = "; ".join(
-        f"{clean_text(k, 24)}: {clean_text(v, 40)}"
-        for k, v in list(history.attributes.items())[:8] if v not in (None, "")
+    return buying_facts(
+        [e.ts for e in ev], [str(e.item_id) for e in ev], [e.quantity for e in ev],
+        [e.price for e in ev], [e.value for e in ev], as_of=history.as_of,
+        store_median=history.store_median_price,
     )
-    lines = [f"Customer: {attrs or 'no attributes known'}."]
+
+
+def build_user_message(history: UserHistory, candidates: Candidates) -> str:
+    """The per-user part of the prompt: attributes, size and span, buying facts, top and
+    recent items, candidates."""
+    ev = history.events
+    lines = [describe_attributes(history.attributes)]
     if not ev:
         lines.append("History: no purchases yet.")
     else:
-        baskets = len({e.ts for e in ev})  # lines bought at the same moment form one basket
-        units = sum(e.quantity for e in ev)
-        ago = "" if history.as_of is None else f"; last {_span(history.as_of - ev[-1].ts)} ago"
-        lines.append(f"History: {len(ev)} lines in {baskets} basket{'s' * (baskets != 1)} over "
-                     f"{_span(ev[-1].ts - ev[0].ts)}, {_number(units)} units, "
-                     f"{_order_size(units / len(ev))} orders{ago}.")
+        facts = history_facts(history)
+        quantities = [q for q in (e.quantity for e in ev)
+                      if q is not None and math.isfinite(q)]
+        units = sum(quantities)
+        size = f", {_number(units)} units, {_order_size(units / len(quantities))} orders" \
+            if quantities and math.isfinite(units) else ""
+        lines.append(f"History: {len(ev)} lines in {facts.orders} "
+                     f"order{'s' * (facts.orders != 1)} over {_span(ev[-1].ts - ev[0].ts)}"
+                     f"{size}.")
+        lines.append(describe_facts(facts))
         counts: Counter = Counter(e.item_id for e in ev)
         last: dict[str, HistoryEvent] = {e.item_id: e for e in ev}
 
@@ -204,56 +246,74 @@ def build_user_message(history: UserHistory, candidates: Candidates) -> str:
 
 # Worked examples for the system prompt. A small model copies an example's wording when given
 # only one, so there are several, of different kinds of shopper; their interests are words from
-# their own item names, and their segments follow one pattern (order size + what they buy), so
-# that what the model imitates is a habit grounded in the summary rather than a phrase. With
-# free-form segments SmolLM2 copied an example's segment for 30-41 of 50 real customers.
+# their own item names, and their segments follow one pattern built from the facts: frequency
+# word, country, order size, "cheap"/"premium" when the price level is low/high, and the first
+# (most bought) candidate category, so that what the model imitates is a habit grounded in the
+# summary rather than a phrase. With free-form segments SmolLM2 copied an example's segment for
+# 30-41 of 50 real customers; with "what they buy" free (p2 draft) it copied "craft supplies"
+# for 9 of 12 demo customers; with the first category, 12 distinct segments of 12.
 # They cost nothing per profile: the whole system prompt stays in the KV cache.
 _EXAMPLES = (
     ("Customer: country: Germany.",
-     "History: 410 lines in 14 baskets over 3 months, 5200 units, trade-size orders; "
-     "last 2 weeks ago.",
+     "History: 410 lines in 14 orders over 3 months, 5200 units, trade-size orders.",
+     "Buying: frequent (4.1 orders a month); 29 lines, value 640 an order; 55% repeat lines; "
+     "last order 13 days ago; price level low (0.6x store median).",
      "Most bought: paper chain kit 50's christmas [party & decorations] x9; christmas gift bag "
      "large [bags & purses] x8; set of 20 vintage christmas napkins [tableware] x7",
      "Categories to choose from: party & decorations; bags & purses; tableware",
-     '{"crowd_segment":"trade buyer of Christmas gifts","interests":["Christmas","paper chains",'
-     '"vintage napkins"],"preferred_categories":["party & decorations","bags & purses"]}'),
+     '{"crowd_segment":"frequent German trade buyer of cheap party & decorations","interests":'
+     '["Christmas","paper chains","vintage napkins"],"preferred_categories":'
+     '["party & decorations","bags & purses"]}'),
     ("Customer: country: France.",
-     "History: 64 lines in 5 baskets over 6 months, 610 units, mid-size orders; last 3 days ago.",
+     "History: 64 lines in 5 orders over 6 months, 610 units, mid-size orders.",
+     "Buying: regular (0.8 orders a month); 13 lines, value 190 an order; 20% repeat lines; "
+     "last order 3 days ago; price level high (1.6x store median).",
      "Most bought: regency cakestand 3 tier [baking] x5; roses regency teacup and saucer "
      "[cups & mugs] x4; jam making set printed [kitchen] x2",
      "Categories to choose from: baking; cups & mugs; kitchen",
-     '{"crowd_segment":"small business buyer of teaware","interests":["regency teacups",'
-     '"cakestands","jam making"],"preferred_categories":["baking","cups & mugs","kitchen"]}'),
+     '{"crowd_segment":"regular French small business buyer of premium baking","interests":'
+     '["regency teacups","cakestands","jam making"],"preferred_categories":'
+     '["baking","cups & mugs","kitchen"]}'),
     ("Customer: country: United Kingdom.",
-     "History: 9 lines in 1 basket over 0 days, 11 units, household-size orders; "
-     "last 5 weeks ago.",
+     "History: 9 lines in 1 order over 0 days, 11 units, household-size orders.",
+     "Buying: one-off (1 order so far); 9 lines, value 24 an order; 0% repeat lines; "
+     "last order 36 days ago; price level mid (1.1x store median).",
      "Most bought: spaceboy lunch box [boxes & storage] x1; set of 20 kids cookie cutters "
      "[baking] x1; dinosaur party bag [bags & purses] x1",
      "Categories to choose from: boxes & storage; baking; bags & purses",
-     '{"crowd_segment":"household buyer of kids party goods","interests":["kids parties",'
-     '"dinosaurs","spaceboy"],"preferred_categories":["bags & purses","baking"]}'),
+     '{"crowd_segment":"one-off UK household buyer of boxes & storage","interests":'
+     '["kids parties","dinosaurs","spaceboy"],"preferred_categories":'
+     '["bags & purses","baking"]}'),
     ("Customer: country: Norway.",
-     "History: 120 lines in 8 baskets over 4 months, 900 units, mid-size orders; last 1 day ago.",
+     "History: 120 lines in 8 orders over 4 months, 900 units, mid-size orders.",
+     "Buying: regular (1.9 orders a month); 15 lines, value 210 an order; 70% repeat lines; "
+     "last order 1 days ago; price level mid (0.9x store median).",
      "Most bought: white hanging heart t-light holder [candles & lanterns] x6; wooden frame "
      "antique white [frames & mirrors] x5; heart of wicker small [party & decorations] x4",
      "Categories to choose from: candles & lanterns; frames & mirrors; party & decorations",
-     '{"crowd_segment":"small business buyer of home decor","interests":["hanging hearts",'
-     '"antique white","wicker"],"preferred_categories":["candles & lanterns","frames & mirrors"]}'),
+     '{"crowd_segment":"regular Norway small business buyer of candles & lanterns",'
+     '"interests":'
+     '["hanging hearts","antique white","wicker"],"preferred_categories":'
+     '["candles & lanterns","frames & mirrors"]}'),
     ("Customer: country: United Kingdom.",
-     "History: 30 lines in 3 baskets over 5 weeks, 95 units, household-size orders; "
-     "last 2 months ago.",
+     "History: 30 lines in 3 orders over 5 weeks, 95 units, household-size orders.",
+     "Buying: occasional (0.4 orders a month); 10 lines, value 35 an order; 10% repeat lines; "
+     "last order 64 days ago; price level unknown.",
      "Most bought: sewing kit retrospot [crafts & sewing] x3; feltcraft cushion butterfly "
      "[home textiles] x2; knitting nancy [crafts & sewing] x2",
      "Categories to choose from: crafts & sewing; home textiles",
-     '{"crowd_segment":"household buyer of craft supplies","interests":["sewing","feltcraft",'
-     '"knitting"],"preferred_categories":["crafts & sewing","home textiles"]}'),
+     '{"crowd_segment":"occasional UK household buyer of crafts & sewing","interests":'
+     '["sewing","feltcraft","knitting"],"preferred_categories":["crafts & sewing",'
+     '"home textiles"]}'),
 )
 
 SYSTEM_PROMPT = """\
 You profile shoppers for a retail analyst. You get a summary of one customer's purchases and \
 answer with JSON only:
-- crowd_segment: one short phrase: household, small business or trade buyer (from the order
-  size), and of what.
+- crowd_segment: one short phrase built from the Customer, History and Buying lines: how often
+  they buy (frequent, regular, occasional or one-off), the country, household, small business
+  or trade buyer (from the order size), cheap or premium when the price level is low or high,
+  repeat buying when most lines are repeats, and what they buy most (the first category).
 - interests: up to 5 different short phrases naming themes, motifs and styles seen in this
   customer's own items.
 - preferred_categories: up to 5 names copied from "Categories to choose from", most bought first.
@@ -291,16 +351,28 @@ def profile_schema(candidates: Candidates) -> dict:
             "additionalProperties": False}
 
 
+def _finite(x: Any) -> float | None:
+    # JSON has no NaN: every unknown number (None, NaN, infinite) hashes as null.
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
 def input_hash(history: UserHistory, prompt_version: str, model_name: str) -> str:
     """A digest of everything that decides a profile: the history (order-free), `as_of`, the
-    prompt version and the model. Equal hashes: regenerating would make the same request."""
+    store's median price, the prompt version and the model. Equal hashes: regenerating would
+    make the same request."""
     payload = {
         "prompt": prompt_version, "model": model_name, "user": str(history.user_id),
-        "as_of": history.as_of,
+        "as_of": history.as_of, "store_median_price": _finite(history.store_median_price),
         "attributes": sorted((str(k), str(v)) for k, v in history.attributes.items()),
+        # Each row as JSON text, so rows sort whatever mix of numbers and nulls they hold.
         "events": sorted(
-            [e.ts, str(e.item_id), e.title or "", e.category or "", e.brand or "",
-             float(e.quantity)] for e in history.events
+            json.dumps([e.ts, str(e.item_id), e.title or "", e.category or "", e.brand or "",
+                        _finite(e.quantity), _finite(e.price), _finite(e.value)])
+            for e in history.events
         ),
     }
     blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

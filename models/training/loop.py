@@ -29,7 +29,7 @@ from models.data.events import (
 from models.data.neighbors import NeighborFinder
 from models.data.profile_index import ProfileIndex
 from models.evaluation.metrics import DEFAULT_KS, metrics_from_ranks
-from models.evaluation.protocols import paper_candidates
+from models.evaluation.protocols import part_metrics, standard_protocols
 from models.network.dynllm import DynLLM, DynLLMConfig
 from models.network.memory import NodeMemory
 from models.training.stream import NonFiniteLossError, run_batches
@@ -339,7 +339,8 @@ def evaluate(
     chunk: int = 1024,
     progress: Callable[[Progress], None] | None = None,
 ) -> dict:
-    """Test metrics under both protocols: {"full": {...}, "paper": {...}}.
+    """Test metrics under every protocol ({"full": {...}, "paper": {...}, "exclude_seen": ...}),
+    each with repeat/explore columns (models.evaluation.protocols.part_metrics).
 
     `memory` must be the state after the validation part; None replays train and validation
     (scoring nothing) to rebuild it first."""
@@ -353,7 +354,7 @@ def evaluate(
         if progress is not None:
             progress(Progress("test", 0, view.index + 1, view.n_batches))
 
-    protocols = {"full": None, "paper": paper_candidates(log, split)}
     out = run_batches(model, memory, finder, log, time_batches(log, split.test, batch_size),
-                      profiles, candidates=protocols, chunk=chunk, on_batch=on_batch)
-    return {name: metrics_from_ranks(ranks, ks) for name, ranks in out.ranks.items()}
+                      profiles, candidates=standard_protocols(log, split), chunk=chunk,
+                      on_batch=on_batch)
+    return part_metrics(out.ranks, log, split.test, ks)

@@ -145,6 +145,9 @@ def _facet_weights(model: DynLLM, log: EventLog, parts: list) -> FacetWeights | 
     key = np.stack((log.user_idx, log.ts.view(np.int64)), axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     first = np.sort(first)
+    # A user with no profile yet has an all-zero row (FacetAttention): nothing to show. Within a
+    # kept row, a zero is an absent facet (masked), which the caller shows as "not available".
+    first = first[weights[first].sum(axis=1) > 0]
     return FacetWeights(log.user_idx[first], log.ts[first], weights[first], model.config.facets)
 
 

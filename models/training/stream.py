@@ -19,6 +19,7 @@ from models.data.events import EventLog
 from models.data.neighbors import NeighborFinder
 from models.data.profile_index import ProfileIndex
 from models.evaluation.metrics import protocol_ranks_in_chunks
+from models.evaluation.protocols import batch_protocols
 from models.network.dynllm import DynLLM, bpr_loss, sample_negatives
 from models.network.memory import NodeMemory
 
@@ -131,7 +132,7 @@ def run_batches(
                 item_emb = model.item_embeddings(memory, finder, all_items, cut)
                 true = torch.as_tensor(items, device=model.device)
                 ranks = protocol_ranks_in_chunks(
-                    user_out.embedding, item_emb, true, candidates, chunk,
+                    user_out.embedding, item_emb, true, batch_protocols(candidates, events), chunk,
                     adjust=None if user_out.repeat is None else user_out.repeat.add_to)
                 for name, r in ranks.items():
                     result.ranks[name].append(r)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dynllm_tui.cli import EXIT_ERROR, main
+from models.vocabulary import FACETS
 from storage.workspace import Workspace
 from tests.conftest import DEMO_SLICE, REPO
 
@@ -80,7 +81,14 @@ def test_errors_are_one_line_without_traceback(tmp_path):
 
 
 def test_db_option_and_env_select_the_workspace(tmp_path, monkeypatch, capsys):
+    # Only import and demo create a workspace (issue 10): status on a new path names the one
+    # it was pointed at and creates nothing; once created, status reads that one.
     monkeypatch.setenv("DYNLLM_DB", str(tmp_path / "env.db"))
+    assert main(["status", "--json"]) == EXIT_ERROR
+    assert f"no workspace at {tmp_path / 'env.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "env.db").exists()
+    for db in (tmp_path / "env.db", tmp_path / "opt.db"):
+        Workspace.open(db).close()
     assert main(["status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["workspace"] == str(tmp_path / "env.db")
     assert main(["--db", str(tmp_path / "opt.db"), "status", "--json"]) == 0
@@ -106,7 +114,28 @@ def test_demo_builds_the_whole_pipeline_without_opening(tmp_path, capsys):
         config = json.loads(ws.conn.execute("SELECT config FROM runs").fetchone()[0])
         recommended = ws.conn.execute(
             "SELECT count(DISTINCT user_id) FROM recommendations WHERE run_id = 1").fetchone()[0]
+        # Per stored event: which facets, and their sum (a softmax over the four facets).
+        weights = ws.conn.execute(
+            "SELECT group_concat(facet, ','), sum(weight) FROM "
+            "(SELECT user_id, ts, facet, weight FROM facet_weights WHERE run_id = 1 "
+            " ORDER BY user_id, ts, rowid) GROUP BY user_id, ts").fetchall()
+        profiled_events = ws.conn.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT user_id, ts FROM interactions x WHERE EXISTS "
+            "(SELECT 1 FROM profiles p WHERE p.user_id = x.user_id AND p.status = 'ok' "
+            " AND p.as_of < x.ts))").fetchone()[0]
+        unprofiled = ws.conn.execute(
+            "SELECT count(*) FROM facet_weights f WHERE run_id = 1 AND NOT EXISTS "
+            "(SELECT 1 FROM profiles p WHERE p.user_id = f.user_id AND p.status = 'ok' "
+            " AND p.as_of < f.ts)").fetchone()[0]
     assert profiled == 2 and run == [("done", 1)] and recommended == 200
+    # The run really trained on the profiles: the config says so, and the replay stored the
+    # attention over the facets at the profiled users' events (a snapshot before the batch, so
+    # at most every event after a snapshot) and at no event of a user without a profile yet.
+    assert config["with_profiles"] is True and config["model"]["facets"] == list(FACETS)
+    assert 0 < len(weights) <= profiled_events and unprofiled == 0
+    # Online Retail has no brands: that facet is absent (masked), never weighted.
+    assert {names for names, _sum in weights} == {"crowd_segment,interests,categories"}
+    assert all(abs(total - 1) < 1e-4 for _names, total in weights)
     assert config["model"]["repeat_term"] and config["model_name"] == "dynllm + repeat"
     assert main(args) == 0
     out = capsys.readouterr().out

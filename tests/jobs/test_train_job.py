@@ -15,6 +15,7 @@ from dynllm_tui.jobs.recommend import recommend
 from dynllm_tui.jobs.training import train_job
 from storage.errors import DynllmError
 from storage.workspace import Workspace
+from tests.reference_replay import check_workspace_run
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,10 @@ def trained(tmp_path_factory, demo_workspace_file):
 def test_train_records_the_run_and_replays(trained):
     db, summary = trained
     assert summary.status == "done" and summary.epochs == 2 and summary.best_epoch in (1, 2)
-    assert 0 <= summary.test["full"]["recall@10"] <= 1
     assert summary.test["full"]["n_events"] > 1000
+    # The test metrics are the best model's, recomputed on an independent path.
+    reference = check_workspace_run(db, summary.checkpoint, summary.test, summary.with_profiles)
+    assert reference["full"]["recall@10"] > 0
     with Workspace.open(db, create=False) as ws:
         run = ws.conn.execute(
             "SELECT status, active, config, history, test_metrics, checkpoint_path, "
@@ -73,7 +76,7 @@ def test_evaluate_reports_baselines_beside_the_run(trained):
     methods = {r["method"] for r in rows}
     assert {"popularity (30d)", "BPR-MF"} <= methods
     assert any(m.startswith("DynLLM") for m in methods)
-    assert {r["protocol"] for r in rows} == {"full", "paper"}
+    assert {r["protocol"] for r in rows} == {"full", "paper", "exclude_seen"}
     full = [r for r in rows if r["protocol"] == "full"]
     assert len({r["n_events"] for r in full}) == 1  # same split, same events for every row
     with Workspace.open(db, create=False) as ws:

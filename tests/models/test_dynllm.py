@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -16,6 +17,7 @@ from models.network.memory import last_per_node
 from models.training.stream import run_batches
 from models.vocabulary import FACETS
 from tests.models.conftest import SMALL, synthetic_profiles
+from tests.reference_graph import one_query_per_event
 
 
 def test_topk_distill_keeps_k_features_gated_by_tanh():
@@ -91,12 +93,48 @@ def test_every_variant_trains_and_exposes_facet_weights(log, ablation):
 def test_profiles_required_unless_ablated(log):
     with pytest.raises(ValueError, match="profile_dim"):
         DynLLM(SMALL, log.n_users, log.n_items)
-    assert FACETS == ("crowd_segment", "interests", "categories", "brands")
+
+
+@pytest.mark.parametrize("facet", FACETS)
+def test_a_one_facet_model_reads_only_its_own_column_of_the_profile(log, facet):
+    """Profile tensors carry every facet in FACETS order; `facet:NAME` must read that facet's
+    column and no other (a model reading the wrong column would still run)."""
+    torch.manual_seed(0)
+    model = DynLLM(SMALL.ablation(f"facet:{facet}"), log.n_users, log.n_items,
+                   profile_dim=6).eval()
+    memory, finder = model.new_memory(), NeighborFinder(log)
+    users, times = log.user_idx[:40], log.ts[:40]
+    facets = torch.randn(len(users), len(FACETS), 6)
+    mask = torch.ones(len(users), len(FACETS), dtype=torch.bool)
+
+    def embed(vectors: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.user_embeddings(memory, finder, users, times, float(times[0]),
+                                         vectors, mask).embedding
+
+    before = embed(facets)
+    own = FACETS.index(facet)
+    for column in range(len(FACETS)):
+        changed = facets.clone()
+        changed[:, column] += 1.0
+        after = embed(changed)
+        assert torch.equal(after, before) != (column == own), (facet, column)
+
+
+class _CountingFinder(NeighborFinder):
+    """The real finder, counting the query rows it answers."""
+
+    rows = 0
+
+    def find(self, nodes, cut_times, k):
+        self.rows += len(nodes)
+        return super().find(nodes, cut_times, k)
 
 
 def test_shared_repeated_queries_give_the_same_embeddings_and_gradients(log):
     """Computing each distinct (node, time) query once must not change the answer: same user
-    and item embeddings, same gradients, as one query per event (the authors' way)."""
+    and item embeddings, same gradients, as one query per event (the authors' way,
+    tests/reference_graph.py)."""
     torch.manual_seed(0)
     model = DynLLM(SMALL.ablation("no_profiles"), log.n_users, log.n_items)
     memory, finder = model.new_memory(), NeighborFinder(log)
@@ -105,15 +143,20 @@ def test_shared_repeated_queries_give_the_same_embeddings_and_gradients(log):
     users, items, times = log.user_idx[events], log.item_idx[events], log.ts[events]
     assert len(np.unique(np.stack((users, times)), axis=1)[0]) < len(events)  # repeats exist
     model.eval()
-    results = []
+    results, rows_asked = [], []
     for shared in (True, False):
-        model.share_repeated_queries = shared
+        counting = _CountingFinder(log)
         model.zero_grad()
-        user = model.user_embeddings(memory, finder, users, times, float(times[0])).embedding
-        item = model.item_embeddings(memory, finder, items, float(times[0]))
+        with nullcontext() if shared else one_query_per_event():
+            user = model.user_embeddings(memory, counting, users, times,
+                                         float(times[0])).embedding
+            item = model.item_embeddings(memory, counting, items, float(times[0]))
         (user * item).sum().backward()
         results.append((user.detach(), item.detach(),
                         [p.grad.clone() for p in model.gat.parameters() if p.grad is not None]))
+        rows_asked.append(counting.rows)
+    # The reference really took the other path: it asked the finder about every repeat.
+    assert rows_asked[0] < rows_asked[1]
     (u1, i1, g1), (u2, i2, g2) = results
     torch.testing.assert_close(u1, u2)
     torch.testing.assert_close(i1, i2)

@@ -4,6 +4,8 @@ items included — must leave the batch's scores bit for bit unchanged."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,67 +15,120 @@ from models.data.neighbors import NeighborFinder
 from models.data.profile_index import ProfileIndex
 from models.evaluation.baselines import PopularityScorer, RepeatScorer
 from models.network.dynllm import DynLLM
-from models.training.stream import profile_inputs, run_batches
+from models.training.stream import run_batches
 from tests.models.conftest import SMALL, synthetic_log, synthetic_profiles
 
 
-def _perturbed(log: EventLog, start: int, seed: int = 1) -> EventLog:
-    """Same users and times (so the same batches), other items from `start` on."""
+def _perturbed(log: EventLog, rows: np.ndarray, seed: int = 1,
+               users_too: bool = False) -> EventLog:
+    """Same times (so the same batches); other items, and with `users_too` other users, at
+    `rows`."""
     rng = np.random.default_rng(seed)
-    items = log.item_idx.copy()
-    items[start:] = rng.integers(0, log.n_items, len(log) - start)
-    users = log.user_idx.copy()
+    items, users = log.item_idx.copy(), log.user_idx.copy()
+    items[rows] = rng.integers(0, log.n_items, len(rows))
+    if users_too:
+        users[rows] = rng.integers(0, log.n_users, len(rows))
     return log.with_events(users, items, log.ts)
 
 
 def _with_late_snapshots(profiles: ProfileIndex, after: float) -> ProfileIndex:
-    """Extra snapshots dated at or after the batch start, with different vectors."""
+    """Every snapshot dated at or after `after` gets other vectors, and every user one more
+    snapshot dated exactly at `after`."""
     users = np.unique(profiles.user_idx)
-    extra = torch.randn(len(users), *profiles.vectors.shape[1:])
+    vectors = profiles.vectors.clone()
+    late = torch.as_tensor(profiles.as_of >= after)
+    vectors[late] = torch.randn(int(late.sum()), *vectors.shape[1:])
+    extra = torch.randn(len(users), *vectors.shape[1:])
     return ProfileIndex(
         np.concatenate((profiles.user_idx, users)),
         np.concatenate((profiles.as_of, np.full(len(users), int(np.ceil(after))))),
-        torch.cat((profiles.vectors, extra)))
+        torch.cat((vectors, extra)))
 
 
-def _batch_scores(model, log, profiles, batch_index: int) -> torch.Tensor:
-    """Replay memory up to the batch, then score its users against all items."""
-    batches = time_batches(log, range(len(log)), 150)
-    memory, finder = model.new_memory(), NeighborFinder(log)
+class _LeakyFinder(NeighborFinder):
+    """A deliberately wrong finder that also answers with edges up to a day after the cut: the
+    defect the test below must catch."""
+
+    def find(self, nodes, cut_times, k):
+        return super().find(nodes, np.asarray(cut_times) + 86_400.0, k)
+
+
+BATCH_SIZE, BATCH = 150, 6
+
+
+def _scored_batch(model, log, profiles, finder_class=NeighborFinder):
+    """Batch BATCH as the real loop scores it (after replaying the batches before it): the
+    ranks of its true items (see `candidates`), its user rows, and the messages it leaves for
+    its users (the embedding of each user's true items, as scored: the item side exactly)."""
+    batches = time_batches(log, range(len(log)), BATCH_SIZE)[: BATCH + 1]
+    seen = {}
+    # Besides the full ranking, one protocol per item c where only c competes with the true
+    # item: its rank (1, 1.5 or 2) says whether c scores below, level with or above the true
+    # item, so together they expose each row's whole order relative to its true item.
+    candidates = {"full": None, **{f"only {c}": torch.arange(log.n_items) == c
+                                   for c in range(log.n_items)}}
+    memory = model.new_memory()
     with torch.no_grad():
-        run_batches(model, memory, finder, log, batches[:batch_index], profiles)
-        b = batches[batch_index]
-        users, times = log.user_idx[b.start:b.stop], log.ts[b.start:b.stop]
-        model.begin_batch(memory)
-        facets, mask = profile_inputs(model, profiles, users, float(times[0]))
-        user = model.user_embeddings(memory, finder, users, times, float(times[0]), facets, mask)
-        items = model.item_embeddings(memory, finder, np.arange(log.n_items), float(times[0]))
-    return user.embedding @ items.T
+        out = run_batches(model, memory, finder_class(log), log, batches, profiles,
+                          candidates=candidates,
+                          on_batch=lambda view: seen.update(users=view.user_embeddings))
+    first = batches[BATCH].start - batches[0].start
+    messages = memory.pending["user"]
+    return ({name: ranks[first:] for name, ranks in out.ranks.items()}, seen["users"],
+            dict(zip(messages.ids.tolist(), messages.inputs, strict=True)))
+
+
+def _same(a, b, kept: np.ndarray, kept_users: np.ndarray) -> bool:
+    """Equal user rows, ranks of the kept rows and messages to the kept users, bit for bit."""
+    (ranks_a, users_a, messages_a), (ranks_b, users_b, messages_b) = a, b
+    return (torch.equal(users_a, users_b)
+            and all(torch.equal(ranks_a[n][kept], ranks_b[n][kept]) for n in ranks_a)
+            and all(torch.equal(messages_a[u], messages_b[u]) for u in kept_users.tolist()))
 
 
 @pytest.mark.parametrize("no_profiles", [False, True])
 def test_dynllm_batch_scores_ignore_the_future(no_profiles):
+    """Through the real loop (models.training.stream.run_batches) with the repeat term and item
+    text on: give the events of half of batch BATCH's users other items, change every later
+    event and the vectors of every profile snapshot dated from the batch start on. The batch's
+    user rows, the ranks of its other events and what it leaves in memory for their users must
+    stay bit for bit the same."""
     log = synthetic_log(seed=3, n_events=1500)
     profiles = synthetic_profiles(log)
-    cfg = SMALL.ablation("no_profiles") if no_profiles else SMALL
+    item_text = torch.randn(log.n_items, 10, generator=torch.Generator().manual_seed(0))
+    cfg = replace(SMALL.ablation("no_profiles") if no_profiles else SMALL, repeat_term=True)
     torch.manual_seed(0)
-    model = DynLLM(cfg, log.n_users, log.n_items, profile_dim=profiles.dim)
+    model = DynLLM(cfg, log.n_users, log.n_items, item_text=item_text, profile_dim=profiles.dim)
     # Train briefly so that no weight is still at a degenerate initial value.
     run_batches(model, model.new_memory(), NeighborFinder(log),
                 log, time_batches(log, range(0, 600), 150), profiles,
-                optimizer=torch.optim.Adam(model.parameters(), 1e-2), rng=np.random.default_rng(0))
-    model.eval()
-    batch_index = 6
-    start = time_batches(log, range(len(log)), 150)[batch_index].start
-    other = _perturbed(log, start)
-    assert time_batches(other, range(len(other)), 150) == time_batches(log, range(len(log)), 150)
-    late = _with_late_snapshots(profiles, log.ts[start])
-    before = _batch_scores(model, log, profiles, batch_index)
-    after = _batch_scores(model, other, late, batch_index)
-    assert torch.equal(before, after)
-    # The check has teeth: perturbing one event *before* the batch start does change scores.
-    earlier = _perturbed(log, start - 1, seed=2)
-    assert not torch.equal(before, _batch_scores(model, earlier, profiles, batch_index))
+                optimizer=torch.optim.Adam(model.param_groups(1e-2)),
+                rng=np.random.default_rng(0))
+    assert model.repeat.weight.abs().min() > 0  # the repeat term takes part in the scores
+    batch = time_batches(log, range(len(log)), BATCH_SIZE)[BATCH]
+    batch_users = log.user_idx[batch.start:batch.stop]
+    kept_users = np.unique(batch_users)[::2]
+    kept = np.isin(batch_users, kept_users)
+    assert 0 < kept.sum() < len(kept)
+    touched = np.arange(batch.start, batch.stop)[~kept]
+    later = _perturbed(_perturbed(log, touched), np.arange(batch.stop, len(log)), seed=5,
+                       users_too=True)
+    assert (time_batches(later, range(len(later)), BATCH_SIZE)
+            == time_batches(log, range(len(log)), BATCH_SIZE))
+    late = _with_late_snapshots(profiles, log.ts[batch.start])
+
+    assert _same(_scored_batch(model, log, profiles), _scored_batch(model, later, late),
+                 kept, kept_users)
+    # The check has teeth: a finder that sees past the cut makes it fail ...
+    assert not _same(_scored_batch(model, log, profiles, _LeakyFinder),
+                     _scored_batch(model, later, late, _LeakyFinder), kept, kept_users)
+    # ... and so does a change strictly before the batch start (the previous batch's items).
+    previous = time_batches(log, range(len(log)), BATCH_SIZE)[BATCH - 1]
+    earlier = _perturbed(log, np.arange(previous.start, previous.stop), seed=2)
+    ranks, users, _ = _scored_batch(model, log, profiles)
+    ranks_earlier, users_earlier, _ = _scored_batch(model, earlier, profiles)
+    assert not torch.equal(users, users_earlier)
+    assert not torch.equal(ranks["full"][kept], ranks_earlier["full"][kept])
 
 
 def test_baselines_ignore_the_future():
@@ -81,7 +136,7 @@ def test_baselines_ignore_the_future():
     start = 500
     while log.ts[start - 1] == log.ts[start]:
         start += 1
-    other = _perturbed(log, start)
+    other = _perturbed(log, np.arange(start, len(log)), users_too=True)
     users, times = log.user_idx[start:start + 50], log.ts[start:start + 50]
     for make in (PopularityScorer, RepeatScorer):
         a = make(log).scores(users, times, start, float(log.ts[start]))

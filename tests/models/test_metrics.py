@@ -1,4 +1,5 @@
-"""Full-ranking metrics with ties against brute force."""
+"""Full-ranking metrics with ties against brute force; repeat/explore splits against hand
+counts; the exclude-seen protocol against a brute-force ranking."""
 
 from __future__ import annotations
 
@@ -6,17 +7,29 @@ import numpy as np
 import pytest
 import torch
 
+from bench.reference_ranking import heapq_ranks, loop_ranks
+from models.data.events import EventLog, chronological_split
 from models.evaluation.metrics import (
-    brute_force_metrics,
-    brute_force_ranks,
-    heapq_ranks,
-    loop_ranks,
+    RowExclusions,
     metrics_from_ranks,
     protocol_ranks,
     protocol_ranks_in_chunks,
     ranks_in_chunks,
+    split_metrics,
     true_item_ranks,
 )
+from models.evaluation.protocols import (
+    EXCLUDE_SEEN,
+    SeenItems,
+    dataset_summary,
+    default_protocol,
+    evaluate_scorer,
+    format_report,
+    model_report,
+    repeat_flags,
+    repeat_ratio,
+)
+from tests.reference_ranking import brute_force_metrics, brute_force_ranks
 
 
 def test_hand_computed_ties():
@@ -120,3 +133,116 @@ def test_heapq_ranks_agree_within_top_k_and_mark_the_rest_infinite():
     restricted = heapq_ranks(users, items, true, candidates, max_k=30)
     expected = brute_force_ranks(users @ items.T, true, candidates)
     np.testing.assert_array_equal(restricted, np.where(expected <= 30, expected, np.inf))
+
+
+def _hand_log() -> EventLog:
+    """user 0: item 1 at t=0, item 2 at t=10, items 1 (again) and 3 at t=20;
+    user 1: item 1 twice in one basket at t=5, again at t=30."""
+    return EventLog.from_arrays([0, 1, 1, 0, 0, 0, 1], [1, 1, 1, 2, 1, 3, 1],
+                                [0, 5, 5, 10, 20, 20, 30], 2, 5)
+
+
+def test_repeat_flags_and_ratio_by_hand():
+    log = _hand_log()
+    # A repeat needs a strictly earlier purchase: the second item 1 in user 1's basket is not.
+    assert repeat_flags(log, range(0, 7)).tolist() == [False, False, False, False, True, False,
+                                                       True]
+    assert repeat_flags(log, range(4, 7)).tolist() == [True, False, True]
+    assert repeat_ratio(log, range(0, 7)) == pytest.approx(2 / 7)
+    assert repeat_ratio(log, range(0, 4)) == 0.0
+    seen = SeenItems(log)
+    assert seen.before(0, 20).tolist() == [1, 2]
+    assert seen.before(1, 5).tolist() == [] and seen.before(1, 5.5).tolist() == [1]
+
+
+def test_split_metrics_against_hand_counts():
+    ranks = np.array([1, 4, 30, 2, 1, 12, 3], dtype=float)
+    flags = repeat_flags(_hand_log(), range(0, 7))
+    m = split_metrics(ranks, flags, ks=(10,))
+    assert m["recall@10"] == pytest.approx(5 / 7)
+    assert m["repeat:recall@10"] == pytest.approx(1.0)  # ranks 1 and 3
+    assert m["repeat:ndcg@10"] == pytest.approx((1 + 1 / np.log2(4)) / 2)
+    assert m["explore:recall@10"] == pytest.approx(3 / 5)  # ranks 1, 4, 30, 2, 12
+    assert m["explore:ndcg@10"] == pytest.approx((1 + 1 / np.log2(5) + 1 / np.log2(3)) / 5)
+    assert (m["n_repeat"], m["n_explore"], m["repeat_share"]) == (2, 5, pytest.approx(2 / 7))
+    only = split_metrics(ranks, flags, ks=(10,), explore_only=True)
+    assert only["recall@10"] == pytest.approx(3 / 5) and only["n_events"] == 5
+    assert only["repeat:recall@10"] is None and only["n_excluded_repeat"] == 2
+
+
+def test_no_repeat_events_give_na_repeat_columns():
+    m = split_metrics(np.array([1.0, 50.0]), np.array([False, False]), ks=(10, 20))
+    assert m["repeat:recall@20"] is None and m["explore:recall@20"] == 0.5
+    rows = model_report({"popularity": {"full": m}})
+    line = next(x for x in format_report(rows, ("recall@20", "repeat:recall@20")).splitlines()
+                if x.startswith("popularity"))
+    assert "n/a" in line and "0.5000" in line
+
+
+def _random_log(seed: int, n: int = 300, n_users: int = 8, n_items: int = 15) -> EventLog:
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, n // 3, n)).astype(float)  # many same-time events
+    return EventLog.from_arrays(rng.integers(0, n_users, n), rng.integers(0, n_items, n), ts,
+                                n_users, n_items)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exclude_seen_matches_brute_force(seed):
+    log = _random_log(seed)
+    events = range(120, 300)
+    rng = np.random.default_rng(seed + 10)
+    scores = rng.integers(0, 4, size=(len(events), log.n_items)).astype(np.float64)
+    true = log.item_idx[events.start:events.stop]
+    expected = []
+    for b, i in enumerate(events):
+        seen = {int(log.item_idx[j]) for j in range(i)
+                if log.user_idx[j] == log.user_idx[i] and log.ts[j] < log.ts[i]}
+        cand = np.array([j not in seen or j == true[b] for j in range(log.n_items)])
+        expected.append(brute_force_ranks(scores[b:b + 1], true[b:b + 1], cand)[0])
+    exclusions = SeenItems(log).for_events(events)
+    got = protocol_ranks(torch.tensor(scores), torch.tensor(true), {"x": exclusions})["x"]
+    np.testing.assert_allclose(got.numpy(), expected)
+    # Chunked rows see the same per-row exclusions.
+    chunked = protocol_ranks_in_chunks(torch.tensor(scores), torch.eye(log.n_items,
+                                       dtype=torch.float64), torch.tensor(true),
+                                       {"x": exclusions}, chunk=7)["x"]
+    np.testing.assert_allclose(chunked.numpy(), expected)
+    assert isinstance(exclusions.rows(0, 3), RowExclusions)
+
+
+class _FixedScorer:
+    """Item j scores j for everyone: a scorer that ignores history."""
+
+    name = "fixed"
+
+    def __init__(self, n_items: int):
+        self.row = torch.arange(n_items, dtype=torch.float64)
+
+    def scores(self, users, times, cut_index, cut_time):
+        return self.row.expand(len(users), -1)
+
+
+def test_evaluate_scorer_reports_repeat_explore_and_exclude_seen():
+    log = _random_log(5, n=600, n_items=200)
+    split = chronological_split(log)
+    out = evaluate_scorer(_FixedScorer(log.n_items), log, split, batch_size=50, ks=(5,))
+    flags = repeat_flags(log, split.test)
+    assert out["full"]["n_repeat"] == int(flags.sum()) > 0 and (~flags).sum() > 0
+    assert out[EXCLUDE_SEEN]["n_events"] == int((~flags).sum())
+    assert out[EXCLUDE_SEEN]["repeat:recall@5"] is None
+    # Leaving seen items out can only lift an explore event's rank.
+    assert out[EXCLUDE_SEEN]["explore:mrr"] >= out["full"]["explore:mrr"]
+
+
+def test_default_protocol_follows_the_training_repeat_ratio():
+    repetitive = _random_log(1)  # 15 items, 8 users: mostly repeats
+    split = chronological_split(repetitive)
+    assert default_protocol(repetitive, split)[0] == "full"
+    n = 300  # every (user, item) pair once: no repeats at all
+    users, items = np.arange(n) % 10, np.arange(n) // 10
+    once = EventLog.from_arrays(users, items, np.arange(n, dtype=float), 10, 30)
+    protocol, reason = default_protocol(once, chronological_split(once))
+    assert protocol == EXCLUDE_SEEN and "0.0% is below 5%" in reason
+    summary = dataset_summary(once, chronological_split(once))
+    text = format_report(model_report({"fixed": {"full": {"recall@10": 0.1}}}, summary))
+    assert text.startswith("repeat ratio 0.0% of all events") and "exclude-seen is the" in text

@@ -1,4 +1,5 @@
-"""The vectorised temporal neighbour finder against the per-node loop reference."""
+"""The vectorised temporal neighbour finder against the per-node loop reference
+(tests/reference_graph.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from models.data.events import EventLog
-from models.data.neighbors import LoopNeighborFinder, NeighborFinder
+from models.data.neighbors import NeighborFinder
+from tests.reference_graph import LoopNeighborFinder
 
 
 def _random_log(rng, n_events, n_users, n_items, n_times) -> EventLog:

@@ -23,13 +23,22 @@ def test_replay_outputs():
         bought = set(log.item_idx[log.user_idx == user].tolist())
         assert not bought & set(recs.items[user].tolist())
 
+    # One weight row per (user, time) whose user had a snapshot before the batch start; a user
+    # with no profile yet has nothing to weigh and no row.
     fw = result.facet_weights
-    pairs = set(zip(log.user_idx.tolist(), log.ts.tolist(), strict=True))
-    assert len(fw.users) == len(pairs) and fw.weights.shape == (len(pairs), 4)
+    batches = time_batches(log, range(len(log)), 100)
+    expected_pairs = {
+        (u, t) for b in batches
+        for u, t in zip(log.user_idx[b.start:b.stop].tolist(), log.ts[b.start:b.stop].tolist(),
+                        strict=True)
+        if profiles.rows(np.array([u]), np.array([log.ts[b.start]]))[0] >= 0}
+    assert 0 < len(expected_pairs) < len(set(zip(log.user_idx.tolist(), log.ts.tolist(),
+                                                 strict=True)))
+    assert set(zip(fw.users.tolist(), fw.ts.tolist(), strict=True)) == expected_pairs
+    assert fw.weights.shape == (len(expected_pairs), 4)
     np.testing.assert_allclose(fw.weights.sum(1), 1.0, rtol=1e-5)
 
     trace = result.memory_trace
-    batches = time_batches(log, range(len(log)), 100)
     expected = sum(len(np.unique(log.user_idx[b.start:b.stop])) for b in batches)
     assert len(trace.users) == expected and trace.xy.shape == (expected, 2)
     first = np.unique(trace.users, return_index=True)[1]

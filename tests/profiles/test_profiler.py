@@ -17,6 +17,7 @@ from models.profiles.prompt import (
     HistoryEvent,
     UserHistory,
     build_candidates,
+    build_messages,
     input_hash,
 )
 
@@ -38,12 +39,58 @@ def assert_valid(result, history):
     assert parse_profile(result.raw[-1], cands) == f
 
 
-def test_real_customers(profiler, real_histories):
-    assert len(real_histories) == 5
-    results = [profiler.profile(h) for h in real_histories]
-    for h, r in zip(real_histories, results, strict=True):
+@pytest.fixture(scope="module")
+def planned_histories(demo_workspace_file):
+    """Five snapshots the profile job plans on the real demo workspace, each with the history
+    the job builds for it (dynllm_tui.jobs.profiles), and every event of those users (both from
+    the workspace, so the second is an independent look at what the first may hold)."""
+    from dynllm_tui.jobs.profiles import _history_for
+    from models.data.snapshots import DEFAULT_MIN_NEW, plan_snapshots
+    from storage.profiles import interaction_arrays
+    from storage.workspace import Workspace
+
+    with Workspace.open(demo_workspace_file, create=False) as ws:
+        log = interaction_arrays(ws)
+        plan = plan_snapshots(log["user"], log["ts"], "month", DEFAULT_MIN_NEW)
+        picked, users = [], set()
+        # Snapshots inside the timeline (the user buys again after as_of), so that a history
+        # leaking a later event would show; one per user.
+        for user, as_of in zip(plan.user.tolist(), plan.as_of.tolist(), strict=True):
+            if as_of < plan.boundaries[-1] and user not in users:
+                picked.append((user, as_of))
+                users.add(user)
+            if len(picked) == 5:
+                break
+        histories = [_history_for(ws, user, as_of) for user, as_of in picked]
+        events = {user: sorted(ws.conn.execute(
+            "SELECT ts, i.external_id FROM interactions x JOIN items i ON i.id = x.item_id "
+            "WHERE x.user_id = ?", (user,)).fetchall()) for user, _ in picked}
+    return [(h, events[user]) for h, (user, _) in zip(histories, picked, strict=True)]
+
+
+def test_the_job_gives_a_snapshot_exactly_the_events_before_it(planned_histories):
+    """Cheap, no LLM: every event strictly before as_of, none at or after it."""
+    for h, events in planned_histories:
+        assert any(ts >= h.as_of for ts, _ in events)  # there is a later event to leak
+        assert sorted((e.ts, e.item_id) for e in h.events) == [
+            (ts, key) for ts, key in events if ts < h.as_of]
+
+
+def test_real_customers(profiler, planned_histories):
+    histories = [h for h, _ in planned_histories]
+    assert len(histories) == 5
+    for h in histories:
+        # The prompt carries the buying facts, priced against the store median before as_of.
+        user = build_messages(h)[1]
+        assert "Buying:" in user and "price level unknown" not in user, user
+        assert h.store_median_price is not None and h.store_median_price > 0
+    results = [profiler.profile(h) for h in histories]
+    for (h, events), r in zip(planned_histories, results, strict=True):
         assert_valid(r, h)
-        assert all(e.ts < h.as_of for e in h.events)  # the snapshot saw only earlier events
+        # The snapshot saw only earlier events: the job's history holds none at or after
+        # as_of although the user has some, and its input hash is that of this history.
+        assert all(e.ts < h.as_of for e in h.events)
+        assert any(ts >= h.as_of for ts, _ in events)
         assert (r.categories_source, r.brands_source) == (DERIVED, UNKNOWN)
         assert r.facets.favored_brands == []
         assert r.input_hash == input_hash(h, PROMPT_VERSION, "smollm2")
@@ -96,9 +143,9 @@ def test_no_history_means_no_profile(profiler):
         profiler.profile(UserHistory("new", {"country": "France"}, [], as_of=100))
 
 
-def test_an_answer_that_never_validates_is_a_failure_with_its_raw_text(llm, real_histories):
+def test_an_answer_that_never_validates_is_a_failure_with_its_raw_text(llm, planned_histories):
     cut = Profiler(llm, max_tokens=6)  # too short for any complete answer
-    r = cut.profile(real_histories[0])
+    r = cut.profile(planned_histories[0][0])
     assert not r.ok and r.facets is None
     assert r.attempts == 2 and len(r.raw) == 2 and all(r.raw)
     assert "cut at 6 tokens" in r.error

@@ -88,8 +88,8 @@ def test_user_message_is_compact_and_clean():
     assert system == SYSTEM_PROMPT  # the shared, cacheable prefix never varies
     assert "\x00" not in user and "\x1b" not in user
     assert len(user) < 1500  # a 10 kB title is cut, 60 lines are summarised
-    assert "61 lines in 61 baskets over 2 months" in user and "mid-size orders" in user
-    assert "last 9 days ago" in user
+    assert "61 lines in 61 orders over 2 months" in user and "mid-size orders" in user
+    assert "last order 9 days ago" in user
     assert "Brands to choose from" not in user  # unknown brands are not offered
 
 
@@ -129,4 +129,20 @@ def test_recent_items_are_the_latest_bought():
     assert "Most bought: old clock [clocks] x2; mid bag [bags & purses] x1" in user
     many = [HistoryEvent(i, f"i{i}", f"ITEM {i} MUG", None, None, 1) for i in range(12)]
     _, user, _ = build_messages(_history(many))
-    assert "Recent: item 5 mug; item 4 mug; item 3 mug" in user  # top 6 are 11..6 (ties: newest)
+    assert "Recent: item 6 mug; item 5 mug; item 4 mug" in user  # top 5 are 11..7 (ties: newest)
+
+
+def test_examples_follow_the_format_and_the_schema():
+    """The worked examples are what the model imitates: each has the user message's lines in
+    order, and its answer parses against its own candidates with a segment built from facts."""
+    from models.profiles.output import parse_profile
+    from models.profiles.prompt import _EXAMPLES, Candidates
+
+    for *lines, answer in _EXAMPLES:
+        assert [line.split(":")[0] for line in lines] == [
+            "Customer", "History", "Buying", "Most bought", "Categories to choose from"]
+        cats = lines[-1].split(": ", 1)[1].split("; ")
+        facets = parse_profile(answer, Candidates(cats, DERIVED))
+        frequency = lines[2].split()[1]  # "Buying: frequent (..." -> "frequent"
+        assert facets.crowd_segment.startswith(frequency), (facets.crowd_segment, frequency)
+    assert "Buying" in SYSTEM_PROMPT and "one-off" in SYSTEM_PROMPT

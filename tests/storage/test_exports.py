@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from models.vocabulary import FACETS
 from storage.exports import (
-    FACET_COLUMNS,
+    FACET_KEY_COLUMNS,
     RECOMMENDATION_COLUMNS,
     ExportError,
     export_facet_weights,
@@ -40,8 +41,9 @@ def workspace_with_run(demo_workspace):
                 conn.execute("INSERT INTO recommendations VALUES (1, ?, ?, ?, ?, 0)",
                              (u, rank, item, 1.0 / rank - 0.5))
             for t in (1_320_000_000, 1_321_000_000):
-                conn.execute("INSERT INTO facet_weights VALUES (1, ?, ?, 0.4, 0.3, 0.2, 0.1)",
-                             (u, t))
+                conn.executemany("INSERT INTO facet_weights VALUES (1, ?, ?, ?, ?)",
+                                 [(u, t, facet, w) for facet, w in
+                                  zip(FACETS, (0.4, 0.3, 0.2, 0.1), strict=True)])
     return demo_workspace
 
 
@@ -84,9 +86,50 @@ def test_facet_weights_csv(workspace_with_run, tmp_path):
     with Workspace.open(workspace_with_run) as ws:
         assert export_facet_weights(ws, out) == 6
     rows = _read(out)
-    assert tuple(rows[0]) == FACET_COLUMNS
+    assert tuple(rows[0]) == (*FACET_KEY_COLUMNS, *FACETS)
     assert rows[1][1] == "2011-10-30T18:40:00Z"
     assert [float(x) for x in rows[1][2:]] == [0.4, 0.3, 0.2, 0.1]
+
+
+def _add_run_with_facets(db, run_id: int, rows: list[tuple[str, float]]) -> None:
+    """A finished run whose facet weights hold `rows` (facet, weight), in that stored order, at
+    two events of the first user."""
+    with Workspace.open(db) as ws, ws.transaction() as conn:
+        conn.execute("INSERT INTO runs (id, created_at, status, config) "
+                     "VALUES (?, '2026-11-27T00:00:00+00:00', 'done', '{}')", (run_id,))
+        user = conn.execute("SELECT id FROM users ORDER BY id").fetchone()[0]
+        for t in (1_320_000_000, 1_321_000_000):
+            conn.executemany("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?)",
+                             [(run_id, user, t, facet, w) for facet, w in rows])
+
+
+def test_facet_weights_csv_of_a_one_facet_run(workspace_with_run, tmp_path):
+    """A run trained with `--ablation facet:interests` stored one facet: one weight column, and
+    no column for the facets it does not have, whether or not the canonical order is given."""
+    _add_run_with_facets(workspace_with_run, 2, [("interests", 1.0)])
+    with Workspace.open(workspace_with_run) as ws:
+        assert export_facet_weights(ws, tmp_path / "a.csv", run_id=2) == 2
+        assert export_facet_weights(ws, tmp_path / "b.csv", run_id=2, facets=FACETS) == 2
+    for name in ("a.csv", "b.csv"):
+        rows = _read(tmp_path / name)
+        assert rows[0] == ["user_id", "as_of", "interests"]
+        assert [r[2] for r in rows[1:]] == ["1.000000", "1.000000"]
+
+
+def test_facet_columns_follow_the_given_order_else_the_stored_one(workspace_with_run,
+                                                                   tmp_path):
+    stored = [("brands", 0.1), ("crowd_segment", 0.6), ("novelty", 0.3)]  # not canonical
+    _add_run_with_facets(workspace_with_run, 2, stored)
+    with Workspace.open(workspace_with_run) as ws:
+        export_facet_weights(ws, tmp_path / "stored.csv", run_id=2)
+        export_facet_weights(ws, tmp_path / "canonical.csv", run_id=2, facets=FACETS)
+    as_stored = _read(tmp_path / "stored.csv")
+    assert as_stored[0] == ["user_id", "as_of", "brands", "crowd_segment", "novelty"]
+    assert as_stored[1][2:] == ["0.100000", "0.600000", "0.300000"]
+    # Canonical facets first in canonical order; one this build does not know comes last.
+    canonical = _read(tmp_path / "canonical.csv")
+    assert canonical[0] == ["user_id", "as_of", "crowd_segment", "brands", "novelty"]
+    assert canonical[1][2:] == ["0.600000", "0.100000", "0.300000"]
 
 
 def test_bad_targets_write_nothing(workspace_with_run, tmp_path):

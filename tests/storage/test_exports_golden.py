@@ -35,8 +35,9 @@ import pytest
 
 import storage.exports
 from dynllm_tui.cli import main
+from models.vocabulary import FACETS
 from storage.exports import (
-    FACET_COLUMNS,
+    FACET_KEY_COLUMNS,
     RECOMMENDATION_COLUMNS,
     export_facet_weights,
     export_recommendations,
@@ -92,9 +93,10 @@ def _write_runs(db: Path) -> list[str]:
                 for j in range(3 + n):
                     raw = [1.0 + ((j + f + run) % 4) * 0.25 for f in range(4)]
                     weights = [round(w / sum(raw), 7) for w in raw]
-                    conn.execute("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                 (run, user, 1_320_105_600 + j * 7 * 86_400 + n * 3_600,
-                                  *weights))
+                    ts = 1_320_105_600 + j * 7 * 86_400 + n * 3_600
+                    conn.executemany("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?)",
+                                     [(run, user, ts, facet, w)
+                                      for facet, w in zip(FACETS, weights, strict=True)])
     return sorted([ext for _id, ext in users[:2]] + [FORMULA_USER])
 
 
@@ -202,7 +204,10 @@ def test_exports_match_golden_files(golden_workspace, tmp_path, monkeypatch, cap
                     "'\rCARRIAGE RETURN FIRST", 'CRÈME, "BRÛLÉE" SET', ""} <= titles
             assert any(float(r[4]) < 0 and r[4].startswith("-") for r in rows[1:])
     else:
-        assert tuple(rows[0]) == FACET_COLUMNS
+        # A four-facet run keeps the header it had when the table had four columns.
+        assert tuple(rows[0]) == (*FACET_KEY_COLUMNS, *FACETS)
+        assert tuple(rows[0]) == ("user_id", "as_of", "crowd_segment", "interests",
+                                  "categories", "brands")
         for r in rows[1:]:
             assert datetime.strptime(r[1], "%Y-%m-%dT%H:%M:%SZ")
             assert sum(float(w) for w in r[2:]) == pytest.approx(1.0, abs=1e-5)

@@ -172,7 +172,8 @@ def test_quoted_newlines_keep_exact_line_numbers(tmp_path):
         lines = [r[0] for r in ws.conn.execute("SELECT line FROM interactions ORDER BY line")]
         reject = ws.conn.execute("SELECT line FROM rejects").fetchone()[0]
         title = ws.conn.execute("SELECT title FROM items WHERE external_id='A'").fetchone()[0]
-    assert lines == [3, 5] and reject == 6 and title == "two\nlines"
+    # A record is named by its first line (issue 10 #12): the two-line record starts on line 2.
+    assert lines == [2, 5] and reject == 6 and title == "two\nlines"
 
 
 def test_complete_journey_preset(tmp_path):

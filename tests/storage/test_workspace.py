@@ -30,7 +30,7 @@ def test_new_workspace_has_schema_wal_and_tables(tmp_path):
 def test_open_without_create_refuses_a_missing_workspace(tmp_path):
     from storage.errors import WorkspaceError
 
-    with pytest.raises(WorkspaceError, match="no workspace there"):
+    with pytest.raises(WorkspaceError, match="no workspace"):
         Workspace.open(tmp_path / "missing.db", create=False)
     assert not (tmp_path / "missing.db").exists()
 
@@ -158,3 +158,88 @@ def test_many_openers_of_a_new_workspace_at_once(tmp_path):
     assert errors == []
     with Workspace.open(path, create=False) as ws:
         assert ws.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def _release_3_workspace(db) -> list[tuple]:
+    """A workspace as release 3 left it: the demo slice, one finished run and its facet weights
+    in the four wide columns, written with the SQL of that release. Returns the wide rows."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from storage.schema import MIGRATIONS
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for migration in MIGRATIONS[:3]:
+        migration(sqlite_utils.Database(conn))
+    # The table exactly as version 3 created it, whatever becomes of the migration code.
+    conn.execute("DROP TABLE facet_weights")
+    conn.execute(
+        'CREATE TABLE "facet_weights" ("run_id" INTEGER REFERENCES "runs"("id"), '
+        '"user_id" INTEGER REFERENCES "users"("id"), "ts" INTEGER, "crowd_segment" FLOAT, '
+        '"interests" FLOAT, "categories" FLOAT, "brands" FLOAT)')
+    conn.execute('CREATE INDEX "idx_facet_weights_run_id_user_id_ts" '
+                 'ON "facet_weights" ("run_id", "user_id", "ts")')
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 3")
+    v3 = Workspace(db, conn)
+    run_import(v3, preset_spec("online-retail", DEMO_SLICE))
+    wide = []
+    with v3.transaction():
+        conn.execute("INSERT INTO runs (id, created_at, finished_at, status, config, active) "
+                     "VALUES (1, '2026-01-05T10:00:00+00:00', '2026-01-05T10:12:00+00:00', "
+                     "'done', '{\"model_name\": \"dynllm\"}', 1)")
+        # The replay stored one row per basket of each user: the real basket times of the
+        # three most active customers, with softmax-like weights summing to one.
+        users = [u for (u,) in conn.execute(
+            "SELECT user_id FROM interactions GROUP BY user_id ORDER BY count(*) DESC LIMIT 3")]
+        for n, user in enumerate(users):
+            times = [t for (t,) in conn.execute(
+                "SELECT DISTINCT ts FROM interactions WHERE user_id = ? ORDER BY ts", (user,))]
+            for j, ts in enumerate(times):
+                raw = [1.0 + ((j + f + n) % 5) * 0.37 for f in range(4)]
+                wide.append((1, user, ts, *(w / sum(raw) for w in raw)))
+        conn.executemany("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?, ?, ?)", wide)
+    v3.close()
+    return wide
+
+
+def test_a_version_3_workspace_gets_facet_weights_in_long_form(tmp_path):
+    """Each wide row (run, user, ts, four weights) becomes four rows (run, user, ts, facet,
+    weight) in the old column order; nothing else changes; reads and exports see the same."""
+    from storage.browse import user_facet_weights
+    from storage.exports import export_facet_weights
+
+    db = tmp_path / "v3.db"
+    wide = _release_3_workspace(db)
+    assert len(wide) > 100
+    old_facets = ("crowd_segment", "interests", "categories", "brands")
+    with Workspace.open(db) as ws:
+        assert ws.schema_version == SCHEMA_VERSION >= 4
+        columns = [c[1] for c in ws.conn.execute("PRAGMA table_info(facet_weights)")]
+        assert columns == ["run_id", "user_id", "ts", "facet", "weight"]
+        assert "facet_weights_v3" not in ws.db.table_names()
+        indexes = {tuple(c[2] for c in ws.conn.execute(f"PRAGMA index_info([{name}])"))
+                   for _seq, name, *_ in ws.conn.execute("PRAGMA index_list(facet_weights)")}
+        assert ("run_id", "user_id", "ts") in indexes
+        plan = " ".join(r[3] for r in ws.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM facet_weights WHERE run_id = 1 AND user_id = 2"))
+        assert "USING INDEX" in plan
+        long = ws.conn.execute(
+            "SELECT run_id, user_id, ts, facet, weight FROM facet_weights ORDER BY rowid"
+        ).fetchall()
+        expected = [(run, user, ts, facet, w) for run, user, ts, *weights in wide
+                    for facet, w in zip(old_facets, weights, strict=True)]
+        assert long == expected
+        user = wide[0][1]
+        read = user_facet_weights(ws, user, 1)
+        mine = [r for r in wide if r[1] == user]
+        assert [(w.ts, tuple(w.weights.items())) for w in read] == [
+            (ts, tuple(zip(old_facets, weights, strict=True))) for _r, _u, ts, *weights in mine]
+        assert ws.conn.execute("SELECT count(*) FROM interactions").fetchone()[0] > 20_000
+        assert export_facet_weights(ws, tmp_path / "f.csv") == len(wide)
+    header = (tmp_path / "f.csv").read_text().splitlines()[0]
+    assert header == "user_id,as_of,crowd_segment,interests,categories,brands"
+    with Workspace.open(db) as ws:  # opening again migrates nothing more
+        assert ws.conn.execute("SELECT count(*) FROM facet_weights").fetchone()[0] == 4 * len(wide)

@@ -1,6 +1,8 @@
 """UI fixtures: the real demo workspace, and a copy of it with one finished run (its
 recommendations, facet weights and memory trace) and profile snapshots written directly, as
-the training and profile jobs would; values are deterministic so snapshots are stable."""
+the training and profile jobs would; values are deterministic so snapshots are stable. And one
+workspace made by the real jobs end to end (`ablation_workspace_file`), so that the screens are
+also tried on what the jobs really store: a run with one facet, not the four written here."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 
 from dynllm_tui.app import WorkbenchApp
 from dynllm_tui.ui.config import UiConfig
+from models.vocabulary import FACETS
 from storage.workspace import Workspace
 
 FIXED_IMPORT_TIME = "2026-01-05T09:30:00+00:00"
@@ -84,8 +87,9 @@ def add_run(db: Path, run_id: int = 1, *, active: bool = True, n_users: int = RU
             for j, t in enumerate(times):
                 raw = [math.exp(math.sin(j / 7 + f)) for f in range(4)]
                 weights = [w / sum(raw) for w in raw]
-                conn.execute("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (run_id, user, t, *(round(w, 4) for w in weights)))
+                conn.executemany("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?)",
+                                 [(run_id, user, t, facet, round(w, 4))
+                                  for facet, w in zip(FACETS, weights, strict=True)])
                 x += math.cos(j / 5) * 0.3
                 y += math.sin(j / 5) * 0.3
                 conn.execute("INSERT INTO memory_trace VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -135,6 +139,15 @@ def ui_workspace(tmp_path, ui_workspace_file) -> Path:
     db = tmp_path / "ws.db"
     shutil.copy(ui_workspace_file, db)
     return db
+
+
+@pytest.fixture(scope="session")
+def ablation_workspace_file(tmp_path_factory, online_retail_path) -> Path:
+    """A workspace made by the real commands (a real slice, real LLM profiles of six customers,
+    a run trained with `--ablation facet:interests`); shared with tests/cli, never written."""
+    from tests.cli.ablation_workspace import ablation_workspace
+
+    return ablation_workspace(tmp_path_factory, online_retail_path).db
 
 
 @pytest.fixture

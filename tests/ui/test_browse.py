@@ -7,10 +7,12 @@ import json
 
 import pytest
 
+from models.vocabulary import FACETS
 from storage.browse import (
     BrowseError,
     active_run,
     find_user,
+    group_facet_rows,
     headline_metrics,
     list_runs,
     pipeline_status,
@@ -125,6 +127,11 @@ def test_user_detail_with_a_run_and_profiles(ui_workspace):
         assert all(r.title for r in detail.recommendations)
         assert len(detail.facet_weights) == detail.baskets == len(detail.memory)
         assert all(abs(sum(w.as_dict().values()) - 1) < 1e-3 for w in detail.facet_weights)
+        assert {w.facets for w in detail.facet_weights} == {FACETS}  # in the stored order
+        stored = ws.conn.execute(
+            "SELECT ts, facet, weight FROM facet_weights WHERE run_id = 1 AND user_id = ? "
+            "ORDER BY ts, rowid", (user,)).fetchall()
+        assert [(w.ts, f, x) for w in detail.facet_weights for f, x in w.weights.items()] == stored
         assert [p.status for p in detail.profiles] == ["ok", "failed", "ok"]
         assert detail.profiles[-1].interests[0] == "christmas decorations"
         other = find_user(ws, users_page(ws, sort="events", descending=False).rows[0]
@@ -168,3 +175,14 @@ def test_headline_metrics_flat_or_per_protocol():
     assert headline_metrics({"full": {"ndcg@10": 0.2}, "paper": {"ndcg@10": 0.9}}) == {
         "ndcg@10": 0.2}
     assert headline_metrics(json.loads("[]")) == {}
+
+
+def test_long_facet_rows_fold_into_one_dict_per_event():
+    """An event ends where the user or time changes, or where a facet comes again (two events
+    at the same second stay two); any subset of facets and any names fold as stored."""
+    rows = [(7, 100, "interests", 1.0), (7, 100, "interests", 1.0), (7, 160, "interests", 1.0),
+            (8, 160, "brands", 0.25), (8, 160, "novelty", 0.75)]
+    assert group_facet_rows(rows) == [
+        (7, 100, {"interests": 1.0}), (7, 100, {"interests": 1.0}),
+        (7, 160, {"interests": 1.0}), (8, 160, {"brands": 0.25, "novelty": 0.75})]
+    assert group_facet_rows([]) == []

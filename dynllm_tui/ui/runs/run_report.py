@@ -1,5 +1,7 @@
 """Runs: the selected run's settings and its model report (the run beside baselines and
-ablations, per protocol), or its test metrics where no report was stored."""
+ablations, per protocol, with buy-again (repeat) and discover (explore) columns and ± over
+seeds), headed by the dataset's repeat ratio and default protocol; or its test metrics where no
+report was stored."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from textual.widgets import DataTable, Static
 from dynllm_tui.ui.formatting import metric
 from storage.browse import RunSummary
 
-REPORT_COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
+REPORT_COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr",
+                  "repeat:recall@20", "repeat:ndcg@20", "explore:recall@20", "explore:ndcg@20")
+COLUMN_LABELS = {"repeat:recall@20": "repeat R@20", "repeat:ndcg@20": "repeat N@20",
+                 "explore:recall@20": "explore R@20", "explore:ndcg@20": "explore N@20"}
 CONFIG_KEYS = ("epochs", "batch_size", "lr", "seed", "device", "ablation", "use_profiles")
 
 
@@ -31,7 +36,8 @@ class RunReport(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Report"
-        self.query_one(DataTable).add_columns("method", "protocol", *REPORT_COLUMNS)
+        self.query_one(DataTable).add_columns(
+            "method", "protocol", *(COLUMN_LABELS.get(c, c) for c in REPORT_COLUMNS))
 
     def show(self, run: RunSummary | None) -> None:
         config = self.query_one("#run-config", Static)
@@ -52,6 +58,7 @@ class RunReport(Vertical):
         rows = run.report or self._rows_from_metrics(run)
         if not rows:
             lines.append("No test metrics stored for this run.")
+        lines.extend(escape(line) for line in _report_header(rows))
         config.update("\n".join(lines))
         best = {  # best value per protocol and column, marked with *
             (p, c): max((r[c] for r in rows if r.get("protocol", "full") == p
@@ -63,7 +70,11 @@ class RunReport(Vertical):
             cells = []
             for c in REPORT_COLUMNS:
                 value = r.get(c)
-                text = metric(value) if isinstance(value, int | float) else "—"
+                text = metric(value) if isinstance(value, int | float) else (
+                    "n/a" if c in r else "—")  # n/a: no events of that kind
+                sd = r.get(f"{c}_sd")
+                if isinstance(value, int | float) and sd is not None and r.get("n_seeds", 1) > 1:
+                    text += f"±{metric(sd)}"
                 star = value is not None and len(rows) > 1 and value == best[protocol, c]
                 cells.append(Text(text + ("*" if star else " "), justify="right",
                                   style="bold" if star else ""))
@@ -77,3 +88,29 @@ class RunReport(Vertical):
         if all(isinstance(v, dict) for v in metrics.values()):
             return [{"method": run.model, "protocol": p, **m} for p, m in metrics.items()]
         return [{"method": run.model, "protocol": "full", **metrics}]
+
+
+def _report_header(rows: list[dict[str, Any]]) -> list[str]:
+    """The repeat ratio, the default protocol and each validation choice, from the rows."""
+    first = rows[0] if rows else {}
+    lines = []
+    if isinstance(first.get("repeat_ratio"), int | float):
+        train = first.get("train_repeat_ratio")
+        lines.append(f"repeat ratio {first['repeat_ratio']:.1%}"
+                     + (f" (training part {train:.1%})" if isinstance(train, int | float) else "")
+                     + f" · {first.get('default_reason', '')}")
+    seen = set()
+    for r in rows:
+        choice = r.get("choice")
+        if isinstance(choice, dict) and r.get("method") not in seen:
+            seen.add(r.get("method"))
+            value = choice.get("validation")
+            lines.append(f"{r.get('method')}: chose {choice.get('chosen')} on validation "
+                         f"{choice.get('metric')} "
+                         + (f"{value:.4f}" if isinstance(value, int | float) else "?"))
+    n_seeds = max((r.get("n_seeds", 1) for r in rows if isinstance(r.get("n_seeds"), int)),
+                  default=1)
+    if n_seeds > 1:
+        lines.append(f"{n_seeds} seeds, mean ± sd; significant = means more than 2 pooled sd "
+                     "apart")
+    return lines

@@ -1,12 +1,12 @@
 """Training: the parameters of `dynllm-tui train` as a form, and their validation.
 
 Fields are plain text inputs checked by `parse_params` (not Textual's typed inputs, which
-silently swallow keys): a bad value gets a message naming the field and what it accepts.
+silently swallow keys) against the rules of `jobs.train_settings`, the same ones the CLI and
+`train_job` apply: a bad value gets a message naming the field and what it accepts.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,16 +14,12 @@ from typing import Any
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from dynllm_tui.jobs.train_settings import DEFAULTS, RULES
+
 DEVICES = ("auto", "cpu", "cuda")
 NO_ABLATION = "none"
 # label, input id, default (the CLI's defaults, so the form and `dynllm-tui train` agree)
-TEXT_FIELDS = (
-    ("Epochs", "epochs", "50"),
-    ("Batch size", "batch_size", "2048"),
-    ("Learning rate", "lr", "0.001"),
-    ("Patience", "patience", "10"),
-    ("Seed", "seed", "0"),
-)
+TEXT_FIELDS = tuple((rule.label, field, str(DEFAULTS[field])) for field, rule in RULES.items())
 LABELS = {field: label for label, field, _ in TEXT_FIELDS} | {
     "device": "Device", "ablation": "Ablation", "no_profiles": "No profiles",
     "repeat_term": "Repeat term"}
@@ -62,46 +58,19 @@ class TrainParams:
         return args
 
 
-def _whole(text: str, low: int, high: int) -> int:
-    try:
-        value = int(text.strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(f"a whole number from {low:,} to {high:,}") from None
-    if not low <= value <= high:
-        raise ValueError(f"a whole number from {low:,} to {high:,}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError("a positive number such as 0.001") from None
-    if not math.isfinite(value) or not 0 < value <= 10:
-        raise ValueError("a positive number such as 0.001 (at most 10)")
-    return value
-
-
 def parse_params(raw: Mapping[str, Any],
                  ablations: Sequence[str] = ()) -> tuple[TrainParams | None, dict[str, str]]:
     """The form's values as `TrainParams`, or None and one message per bad field
     (field id -> "Epochs: a whole number from 1 to 10,000 (got 'ten')")."""
-    checks = {
-        "epochs": lambda t: _whole(t, 1, 10_000),
-        "batch_size": lambda t: _whole(t, 1, 1_000_000),
-        "lr": _rate,
-        "patience": lambda t: _whole(t, 0, 10_000),
-        "seed": lambda t: _whole(t, 0, 2**32 - 1),
-    }
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for field, check in checks.items():
+    for field, rule in RULES.items():  # the same rules as `dynllm-tui train` and train_job
         text = str(raw.get(field, "")).strip()
         if not text:
             errors[field] = f"{LABELS[field]}: required"
             continue
         try:
-            values[field] = check(text)
+            values[field] = rule.parse(text)
         except ValueError as exc:
             errors[field] = f"{LABELS[field]}: {exc} (got {text!r})"
     device = raw.get("device", "auto")

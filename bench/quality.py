@@ -67,7 +67,7 @@ def main() -> None:
                         help="seeds per row (1..10): init, negatives and batch order change, "
                         "the split stays fixed; rows show mean ± sd")
     parser.add_argument("--ablations", default="all",
-                        help="'all', 'none' or a comma list (see models.dynllm.ABLATIONS)")
+                        help="'all', 'none' or a comma list (see models.vocabulary.ABLATIONS)")
     args = parser.parse_args()
     from models.evaluation.seeds import check_seeds
 

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_export(args)
         if args.command == "check":
             return _cmd_check(args)
+        if args.command == "replay":
+            return _cmd_replay(args)
         if args.command == "demo":
             return _cmd_demo(args)
         return _open_app(args.db)
@@ -243,18 +245,32 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DynllmError(f"--k must be at least 1 (got {args.k})")
-    out = recommend(args.db, args.user, k=args.k, run_id=args.run)
+    out = recommend(args.db, args.user, k=args.k, run_id=args.run, list_name=args.list_name)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"user {out['user_id']} — run {out['run_id']} ({out['model']})")
+    print(f"user {out['user_id']} — run {out['run_id']} ({out['model']}), list {out['list']}")
+    if not out["items"]:
+        print(f"no items in the {out['list']} list of run {out['run_id']} for this user")
     for item in out["items"]:
         seen = "bought before" if item["bought_before"] else "new"
         print(f"{item['rank']:>3}  {item['score']:>9.4f}  {item['item_id']:<10} "
-              f"{(item['title'] or '')[:50]:<50}  {seen}")
+              f"{(item['title'] or '')[:50]:<50}  {seen}"
+              + (f"  — {item['reason']}" if item.get("reason") else ""))
     if out["k"] > out["stored"]:
         print(f"note: run {out['run_id']} stored {out['stored']} recommendations for user "
               f"{out['user_id']}; all {out['stored']} shown (asked for {out['k']:,})")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs.replay import replay_job
+
+    with progress_bar("replay") as bar:
+        run_id, count = replay_job(args.db, args.run,
+                                   progress=lambda done, total: bar(done, total, ""))
+    print(f"run {run_id}: replayed, {count:,} recommendations stored (all, buy-again, "
+          "discover, with reasons)")
     return 0
 
 
@@ -282,7 +298,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
     with progress_bar("export") as bar:
         count = export_job(args.db, args.what, args.out, k=args.k, run_id=args.run, users=users,
-                           progress=bar)
+                           progress=bar, list_name=args.list_name, reasons=args.reasons)
     print(f"wrote {count:,} rows to {args.out}")
     return 0
 

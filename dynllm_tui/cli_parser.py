@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("user", metavar="USER_ID")
     rec.add_argument("--k", type=int, default=10)
     rec.add_argument("--run", type=int, help="run id (default: the active run)")
+    rec.add_argument("--list", default="all", dest="list_name",
+                     help="all (default: the combined ranking), buy-again (items the user "
+                     "bought before) or discover (items new to the user)")
     rec.add_argument("--json", action="store_true")
 
     export = sub.add_parser("export", help="write a run's recommendations or facet weights as CSV")
@@ -117,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     export.add_argument("--run", type=int, help="run id (default: the active run)")
     export.add_argument("--users", help="comma-separated user ids (default: all users)")
+    export.add_argument("--list", default="all", dest="list_name",
+                        help="recommendations: all (default), buy-again or discover")
+    export.add_argument("--reasons", action="store_true",
+                        help="recommendations: add a 'reason' column (why each item)")
+
+    replay = sub.add_parser(
+        "replay", help="replay a finished run into the workspace again (lists, reasons, "
+        "facet weights, memory trace), e.g. a run stored before buy-again/discover lists")
+    replay.add_argument("--run", type=int, help="run id (default: the active run)")
 
     check = sub.add_parser(
         "check", help="check the workspace file for damage (SQLite integrity check, counts)",

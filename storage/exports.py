@@ -1,4 +1,5 @@
-"""CSV exports of a run's recommendations and facet weights.
+"""CSV exports of a run's recommendations (any of its three lists, optionally with reasons) and
+facet weights.
 
 Files are written to a temporary name beside the target and renamed at the end, so a reader
 never sees half a file. Text cells that a spreadsheet would run as a formula (leading = + - @,
@@ -16,13 +17,22 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storage.browse.user_detail import group_facet_rows
+from storage.browse.common import BrowseError
+from storage.browse.user_detail import (
+    check_list_name,
+    group_facet_rows,
+    run_has_lists,
+    stored_before_lists,
+)
 from storage.errors import DynllmError
 from storage.timeparse import iso_utc
 from storage.workspace import Workspace
 
+# The agreed header, then `bought_before` (1 or 0; empty when a hand-written row has none);
+# `--reasons` adds REASON_COLUMN after it.
 RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "item_title", "score", "run_id", "model",
-                          "generated_at")
+                          "generated_at", "bought_before")
+REASON_COLUMN = "reason"
 # The facet-weight export: these two columns, then one per facet the run has.
 FACET_KEY_COLUMNS = ("user_id", "as_of")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -115,29 +125,47 @@ def export_recommendations(
     run_id: int | None = None,
     users: Iterable[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    list: str = "all",
+    reasons: bool = False,
 ) -> int:
-    """Write the top-`k` recommendations of each user; returns the number of rows written."""
+    """Write the top-`k` of one of the run's lists ("all", "buy-again" or "discover") for each
+    user, with a `reason` column when `reasons`; returns the number of rows written. A run
+    stored before the lists and reasons has the "all" list only and no reasons: asking it for
+    more is refused with a message that says so, and nothing is written."""
     if k < 1:
         raise ExportError(f"k must be at least 1 (got {k})")
+    try:
+        name = check_list_name(list)
+    except BrowseError as exc:
+        raise ExportError(str(exc)) from None
     run, model, _finished = resolve_run(ws, run_id)
+    if (name != "all" or reasons) and not run_has_lists(ws, run):
+        raise ExportError(stored_before_lists(run))
     where, params = _user_filter(ws, users)
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     total = ws.conn.execute(
         "SELECT count(*) FROM recommendations r JOIN users u ON u.id = r.user_id "
-        f"WHERE r.run_id = ? AND r.rank <= ?{where}", (run, k, *params),
+        f"WHERE r.run_id = ? AND r.list = ? AND r.rank <= ?{where}", (run, name, k, *params),
     ).fetchone()[0]
     rows = ws.conn.execute(
-        "SELECT u.external_id, r.rank, i.external_id, i.title, r.score FROM recommendations r "
+        "SELECT u.external_id, r.rank, i.external_id, i.title, r.score, r.bought_before, "
+        "r.reason FROM recommendations r "
         "JOIN users u ON u.id = r.user_id JOIN items i ON i.id = r.item_id "
-        f"WHERE r.run_id = ? AND r.rank <= ?{where} ORDER BY u.external_id, r.rank",
-        (run, k, *params),
+        f"WHERE r.run_id = ? AND r.list = ? AND r.rank <= ?{where} "
+        "ORDER BY u.external_id, r.rank",
+        (run, name, k, *params),
     )
+    header = RECOMMENDATION_COLUMNS + ((REASON_COLUMN,) if reasons else ())
     written = 0
     with atomic_csv(out) as writer:
-        writer.writerow(RECOMMENDATION_COLUMNS)
-        for user, rank, item, title, score in rows:
-            writer.writerow([neutralise(user), rank, neutralise(item), neutralise(title or ""),
-                             f"{score:.6f}", run, neutralise(model), generated_at])
+        writer.writerow(header)
+        for user, rank, item, title, score, bought, reason in rows:
+            cells = [neutralise(user), rank, neutralise(item), neutralise(title or ""),
+                     f"{score:.6f}", run, neutralise(model), generated_at,
+                     "" if bought is None else int(bool(bought))]
+            if reasons:
+                cells.append(neutralise(reason or ""))
+            writer.writerow(cells)
             written += 1
             if progress is not None and written % 10_000 == 0:
                 progress(written, total, "writing")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from storage.errors import InputError
@@ -55,6 +56,20 @@ COMPLETE_JOURNEY_COLUMNS = ColumnMap(
 )
 
 
+def _check_readable(path: Path) -> None:
+    """A clear line for a file that is missing or that this user may not read (a folder on the
+    way without search permission makes `exists()` itself raise)."""
+    try:
+        exists = path.exists()
+    except PermissionError:
+        raise InputError(path, "permission denied: a folder on the way cannot be searched") \
+            from None
+    if not exists:
+        raise InputError(path, "no such file")
+    if path.is_file() and not os.access(path, os.R_OK):
+        raise InputError(path, "permission denied: this user may not read the file")
+
+
 def complete_journey_folder(path: str | Path | None) -> Path:
     """The folder of the Complete Journey parquet tables: `path`, or the installed package's."""
     if path is not None and str(path) not in ("", "completejourney", "complete-journey"):
@@ -91,8 +106,8 @@ def preset_spec(
     users = Path(users_path) if users_path else None
     if preset != "complete-journey":
         for given in (path, items, users):
-            if given is not None and not Path(given).exists():
-                raise InputError(given, "no such file")
+            if given is not None:
+                _check_readable(Path(given))
     if preset == "online-retail":
         columns = _override(ONLINE_RETAIL_COLUMNS, mapping)
         return ImportSpec(

@@ -212,10 +212,35 @@ def _v4_facet_weights_long(db: sqlite_utils.Database) -> None:
     db["facet_weights"].create_index(["run_id", "user_id", "ts"])
 
 
+def _v5_recommendation_lists(db: sqlite_utils.Database) -> None:
+    """Three lists per user and run ('all', 'buy-again', 'discover'), each ranked from 1, and a
+    one-line reason per recommendation. The key gains the list, so the table is made anew
+    (SQLite cannot change a primary key); version-4 rows are the 'all' list, without reasons.
+    The key leads with (run, list): one list of one run is one range of it, for the user
+    detail (run, list, user), the exports (run, list) and "does this run have lists"."""
+    db.execute("ALTER TABLE recommendations RENAME TO recommendations_v4")
+    db["recommendations"].create(
+        {"run_id": int, "list": str, "user_id": int, "rank": int, "item_id": int,
+         "score": float, "bought_before": int, "reason": str},
+        pk=("run_id", "list", "user_id", "rank"),
+        not_null={"run_id", "list", "user_id", "rank", "item_id"},
+        defaults={"list": "all"},
+        foreign_keys=[("run_id", "runs", "id"), ("user_id", "users", "id"),
+                      ("item_id", "items", "id")],
+    )
+    db.execute(
+        "INSERT INTO recommendations (run_id, list, user_id, rank, item_id, score, "
+        "bought_before) SELECT run_id, 'all', user_id, rank, item_id, score, bought_before "
+        "FROM recommendations_v4 ORDER BY run_id, user_id, rank"
+    )
+    db.execute("DROP TABLE recommendations_v4")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_profiles,
     _v3_runs,
     _v4_facet_weights_long,
+    _v5_recommendation_lists,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

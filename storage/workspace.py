@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_HEADER_SIZE = 100
-SQLITE_READONLY, SQLITE_CANTOPEN = 8, 14
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_CANTOPEN = 5, 6, 8, 14
 
 
 def default_workspace_path() -> Path:
@@ -165,11 +166,10 @@ class Workspace:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             _check_identity(path, conn, version, app_id)
             conn.execute("PRAGMA foreign_keys = ON")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            _retry_while_busy(lambda: _use_wal(conn))
             conn.execute("PRAGMA synchronous = NORMAL")
             if version < SCHEMA_VERSION:
-                _migrate(conn, version)
+                _retry_while_busy(lambda: _migrate(conn, version))
         except sqlite3.Error as exc:
             conn.close()
             raise sqlite_error(path, exc) from None
@@ -281,6 +281,31 @@ def _check_identity(path: Path, conn: sqlite3.Connection, version: int, app_id: 
                 f"{path}: an SQLite database with {tables} tables that is not a dynllm-tui "
                 "workspace; choose another file"
             )
+
+
+SETUP_WAIT_S = 10.0  # as long as the busy timeout: the same patience for the same lock
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+
+
+def _retry_while_busy(step: Callable[[], None]) -> None:
+    """Run a set-up step that SQLite may refuse at once with "database is locked" instead of
+    waiting (switching to WAL, or taking the write lock from a connection that has read, while
+    several processes open one new workspace together): retry it for a while, then give up
+    with SQLite's own error."""
+    deadline = time.monotonic() + SETUP_WAIT_S
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code not in (SQLITE_BUSY, SQLITE_LOCKED) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:

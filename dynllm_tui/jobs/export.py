@@ -33,6 +33,8 @@ class ExportRequest:
     k: int = 10
     search: str = ""
     user: str = ""
+    list_name: str = "all"  # recommendations: "all" | "buy-again" | "discover"
+    reasons: bool = False  # recommendations: add the reason column
 
     def target(self) -> Path:
         path = Path(self.path.strip()).expanduser()
@@ -70,7 +72,8 @@ def run_export(
     out = request.target()
     with Workspace.open(db, readonly=True) as ws:  # reads only: works when read-only
         users = request_users(ws, request)
-    return export_job(db, request.what, out, k=request.k, users=users, progress=progress), out
+    return export_job(db, request.what, out, k=request.k, users=users, progress=progress,
+                      list_name=request.list_name, reasons=request.reasons), out
 
 
 def export_job(
@@ -82,15 +85,22 @@ def export_job(
     run_id: int | None = None,
     users: list[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    list_name: str = "all",
+    reasons: bool = False,
 ) -> int:
     """Write `what` ("recommendations" or "facets") of run `run_id` (default: the active run)
-    for `users` (default: everyone) to `out`; returns the number of rows written."""
+    for `users` (default: everyone) to `out`; returns the number of rows written. For
+    recommendations, `list_name` picks the list ("all", "buy-again", "discover") and `reasons`
+    adds the reason column; a run stored before the lists is refused for either."""
     if what not in WHAT:
         raise ExportError(f"unknown export {what!r}; choose one of {', '.join(WHAT)}")
     with Workspace.open(db, readonly=True) as ws:  # reads only: works when read-only
         if what == "recommendations":
             return export_recommendations(ws, out, k=k, run_id=run_id, users=users,
-                                          progress=progress)
+                                          progress=progress, list=list_name, reasons=reasons)
+        if list_name != "all" or reasons:
+            raise ExportError("a list and reasons are options of the recommendations export, "
+                              "not of facets")
         run, _model, _finished = resolve_run(ws, run_id)
         return export_facet_weights(ws, out, run_id=run, users=users, facets=FACETS,
                                     include=get_run(ws, run).profile_facets)

@@ -62,7 +62,7 @@ def train_job(
 ) -> TrainSummary:
     """Train (or resume run `resume`), record the run, replay the best model into the workspace.
     `repeat_term` adds the learned repeat-purchase term to the paper's dot-product score
-    (models.dynllm.RepeatTerm).
+    (models.network.dynllm.RepeatTerm).
 
     Bad settings (jobs.train_settings), a missing workspace and a read-only one are refused
     before anything is written, the training lock file included. Once the run is recorded,
@@ -164,13 +164,16 @@ def _train_locked(
                        "checkpoint_path": str(result.checkpoint) if result.checkpoint else None}
             if result.best_epoch is None or result.model is None:
                 status = "cancelled" if cancelled else "failed"
-                record(**outcome, status="failed", finished_at=_now(),
+                record(**outcome, status=status, finished_at=_now(),
                        seconds=round(time.perf_counter() - started, 2),
-                       error="stopped before the first epoch finished: no model to keep")
+                       error=("cancelled" if cancelled else "stopped") +
+                       " before the first epoch finished: no model to keep")
             else:
                 record(**outcome)  # the metrics show while the replay runs; still 'running'
                 replay_into_workspace(ws, run_id, data, result.model, progress=on_replay,
                                       exclude_bought=exclude_bought)
+                if not cancelled:
+                    _store_baselines(ws, run_id, data, train_config)
                 status = "cancelled" if cancelled else "done"
                 # 'done' only now that the replay is stored, and active in the same commit.
                 with ws.transaction() as conn:
@@ -187,6 +190,21 @@ def _train_locked(
     return TrainSummary(run_id, status, len(result.epochs), result.best_epoch, result.test,
                         str(result.checkpoint) if result.checkpoint else None,
                         time.perf_counter() - started, data.profiles is not None, resolved)
+
+
+def _store_baselines(ws: Workspace, run_id: int, data: WorkspaceData, train_config: Any) -> None:
+    """Every finished run carries the baselines of its own split (settings chosen on
+    validation, repeat/explore columns), so Runs shows DynLLM beside "buy again what you
+    bought" without an extra command. A split too small for the validation grids keeps the run
+    and says why in its report instead."""
+    from dynllm_tui.jobs.evaluation import store_run_baselines
+
+    try:
+        store_run_baselines(ws, run_id, data, train_config)
+    except DynllmError as exc:
+        with ws.transaction() as conn:
+            conn.execute("UPDATE runs SET config = json_set(config, '$.baselines_note', ?) "
+                         "WHERE id = ?", (f"no baselines: {exc}", run_id))
 
 
 def _record_failure(ws: Workspace, run_id: int, exc: BaseException) -> None:
@@ -211,27 +229,23 @@ def _record_failure(ws: Workspace, run_id: int, exc: BaseException) -> None:
 def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model,
                           progress: Callable[[int, int], None] | None = None,
                           exclude_bought: bool = False) -> None:
-    """Run the model over the whole timeline and store its outputs for the app and exports;
-    `exclude_bought` leaves items each user already bought out of the stored top-K."""
+    """Run the model over the whole timeline and store its outputs for the app and exports:
+    per user three top-K lists ("all", "buy-again", "discover"), each recommendation with its
+    one-line reason (jobs.reasons), the facet weights and the memory trace. `exclude_bought`
+    leaves items each user already bought out of the "all" list."""
     from models.training.replay import replay
 
     model.eval()
     out = replay(model, data.log, data.profiles, k=REPLAY_K, progress=progress,
                  exclude_seen=exclude_bought)
-    recs = out.recommendations
-    bought = {(int(u), int(i)) for u, i in zip(data.log.user_idx, data.log.item_idx,
-                                                strict=True)}
-    rows = []
-    for user, items, scores in zip(recs.users.tolist(), recs.items.tolist(),
-                                   recs.scores.tolist(), strict=True):
-        for rank, (item, score) in enumerate(zip(items, scores, strict=True), start=1):
-            rows.append((run_id, int(data.user_ids[user]), rank, int(data.item_ids[item]),
-                         float(score), int((user, item) in bought)))
+    rows = _recommendation_rows(ws, run_id, data, out)
     with ws.transaction() as conn:
         conn.execute("DELETE FROM recommendations WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM facet_weights WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM memory_trace WHERE run_id = ?", (run_id,))
-        conn.executemany("INSERT INTO recommendations VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO recommendations (run_id, list, user_id, rank, item_id, score, "
+            "bought_before, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         weights = out.facet_weights
         if weights is not None:
             # Long rows, one per facet the model has (all of them, or one under facet:NAME),
@@ -254,3 +268,58 @@ def replay_into_workspace(ws: Workspace, run_id: int, data: WorkspaceData, model
                                            trace.norm.tolist(), trace.drift.tolist(),
                                            trace.xy.tolist(), strict=True)],
         )
+
+
+def _recommendation_rows(ws: Workspace, run_id: int, data: WorkspaceData, out: Any
+                         ) -> list[tuple]:
+    """The rows of the recommendations table for a replay's three lists, with reasons made
+    once per distinct (user, item) pair (an item is often in "all" and in one other list)."""
+    import numpy as np
+
+    from dynllm_tui.jobs.reasons import (
+        latest_profile_facets,
+        recommendation_reasons,
+        top_facet_at_latest_event,
+    )
+
+    log = data.log
+    flat = {}
+    for name, recs in out.lists.items():
+        valid = recs.items >= 0  # a shorter list (few items bought) ends early
+        shape = recs.items.shape
+        flat[name] = (np.broadcast_to(recs.users[:, None], shape)[valid],
+                      np.broadcast_to(np.arange(1, shape[1] + 1), shape)[valid],
+                      recs.items[valid], recs.scores[valid], recs.bought[valid])
+    keys = np.concatenate([f[0] * log.n_items + f[2] for f in flat.values()])
+    pairs, inverse = np.unique(keys, return_inverse=True)
+
+    titles = None
+    item_text = None
+    if data.item_text is not None:
+        names = dict(ws.conn.execute(
+            "SELECT id, coalesce(nullif(trim(title), ''), external_id) FROM items"))
+        titles = [names[int(i)] for i in data.item_ids.tolist()]
+        item_text = data.item_text.float().numpy()
+    user_facet, facet_texts = {}, {}
+    if out.facet_weights is not None:
+        user_facet = top_facet_at_latest_event(out.facet_weights)
+        by_id = latest_profile_facets(ws, data.user_ids.tolist())
+        facet_texts = {int(np.searchsorted(data.user_ids, user)): texts
+                       for user, texts in by_id.items()}
+    reasons = recommendation_reasons(
+        log, pairs // log.n_items, pairs % log.n_items, end=float(log.ts[-1]),
+        titles=titles or [], item_text=item_text, user_facet=user_facet,
+        facet_texts=facet_texts)
+
+    rows: list[tuple] = []
+    offset = 0
+    for name, (users, ranks, items, scores, bought) in flat.items():
+        pair_reasons = [reasons[n] for n in inverse[offset:offset + len(users)].tolist()]
+        offset += len(users)
+        rows.extend(
+            (run_id, name, user_id, rank, item_id, score, flag, reason)
+            for user_id, rank, item_id, score, flag, reason in zip(
+                data.user_ids[users].tolist(), ranks.tolist(), data.item_ids[items].tolist(),
+                scores.astype(np.float64).tolist(), bought.astype(int).tolist(), pair_reasons,
+                strict=True))
+    return rows

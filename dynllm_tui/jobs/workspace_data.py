@@ -18,11 +18,11 @@ from storage.workspace import Workspace
 class WorkspaceData:
     """The workspace as the model sees it: dense indices and the maps back to database ids."""
 
-    log: Any  # models.events.EventLog
+    log: Any  # models.data.events.EventLog
     user_ids: np.ndarray  # dense user index -> users.id
     item_ids: np.ndarray  # dense item index -> items.id
     item_text: Any  # torch.Tensor [n_items, d] or None
-    profiles: Any  # models.profile_index.ProfileIndex or None
+    profiles: Any  # models.data.profile_index.ProfileIndex or None
 
 
 def load_workspace_data(ws: Workspace, *, use_profiles: bool = True) -> WorkspaceData:

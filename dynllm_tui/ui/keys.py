@@ -64,6 +64,8 @@ KEYS: tuple[KeySpec, ...] = (
             show=False),
     KeySpec("detail.newer", "right_square_bracket", "snapshot(1)", "Newer profile", "detail",
             show=False),
+    KeySpec("detail.list", "l", "recs_list", "Switch list: all, buy again, discover", "detail",
+            show=False),
     KeySpec("runs.activate", "a", "activate", "Make active", "runs"),
     # Control keys: they must work while a form field has the focus (letters are typed there).
     KeySpec("training.start", "ctrl+s", "start_training", "Start training", "training"),

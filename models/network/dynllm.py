@@ -1,6 +1,7 @@
-"""The DynLLM network (DESIGN.md §1): memory + temporal graph attention + time projection for
-users, LLM profile facets through top-k distillation and attention, items as [static text part ;
-dynamic part], dot-product scores and GRU memory updaters.
+"""The DynLLM network (Zhao et al. 2024; see docs/ARCHITECTURE.md): memory + temporal graph
+attention + time projection for users, LLM profile facets through top-k distillation and
+attention, items as [static text part ; dynamic part], dot-product scores and GRU memory
+updaters.
 
 The network is stateless between calls: the memory (models/network/memory.py) and the neighbour
 finder (models/data/neighbors.py) are passed in, so one set of weights can be replayed over any

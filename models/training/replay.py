@@ -1,6 +1,7 @@
 """Replay a trained model over the whole timeline: what the analyst browses afterwards.
 
-Returns, without touching any storage: every user's top-k items from the final state, the facet
+Returns, without touching any storage: every user's top-k items from the final state (three
+lists: all items, the items the user bought before, the items new to the user), the facet
 relevance weights at each (user, time) the user bought something, and a memory trace (per user
 per memory update: time, norm, cosine drift from the previous state, 2-D PCA coordinates from
 one PCA fitted over all users' states).
@@ -20,12 +21,21 @@ from models.data.profile_index import ProfileIndex
 from models.network.dynllm import DynLLM
 from models.training.stream import BatchView, profile_inputs, run_batches
 
+# The lists replay ranks for every user: every item, the items the user bought before, and
+# the items new to the user. Names as the workspace stores them (recommendations.list).
+LISTS: tuple[str, ...] = ("all", "buy-again", "discover")
+
 
 @dataclass
 class Recommendations:
     users: np.ndarray  # int64 [U]
-    items: np.ndarray  # int64 [U, k], best first
-    scores: np.ndarray  # float32 [U, k]
+    items: np.ndarray  # int64 [U, k], best first; -1 past the end of a user's shorter list
+    scores: np.ndarray  # float32 [U, k]; -inf where items is -1
+    bought: np.ndarray  # bool [U, k]: the user bought the item before the time ranked at
+
+    def lengths(self) -> np.ndarray:
+        """int64 [U]: how many items each user's list holds (the valid ones come first)."""
+        return (self.items >= 0).sum(axis=1)
 
 
 @dataclass
@@ -47,9 +57,11 @@ class MemoryTrace:
 
 @dataclass
 class ReplayResult:
-    recommendations: Recommendations
+    recommendations: Recommendations  # the "all" list, as before there were three
     facet_weights: FacetWeights | None  # None for a model without profiles
     memory_trace: MemoryTrace
+    lists: dict[str, Recommendations]  # every name of LISTS -> its list ("all" included)
+    at: float  # the time the lists are ranked at (just after the last event)
 
 
 def _pca_2d(states: torch.Tensor) -> torch.Tensor:
@@ -61,22 +73,53 @@ def _pca_2d(states: torch.Tensor) -> torch.Tensor:
     return out if out.shape[1] == 2 else torch.nn.functional.pad(out, (0, 2 - out.shape[1]))
 
 
+def seen_pairs(log: EventLog, at: float) -> np.ndarray:
+    """The distinct (user, item) pairs bought before `at`, as sorted keys user * n_items + item:
+    a user's pairs are one contiguous run, so a block of users takes one slice of it."""
+    before = log.ts < at
+    return np.unique(log.user_idx[before].astype(np.int64) * log.n_items
+                     + log.item_idx[before].astype(np.int64))
+
+
+def _seen_block(keys: np.ndarray, n_items: int, lo: int, hi: int) -> torch.Tensor:
+    """bool [hi - lo, n_items]: which items users lo..hi-1 bought (from `seen_pairs`). Built per
+    block of users, so memory stays one block wide however many users there are."""
+    start, stop = np.searchsorted(keys, [lo * n_items, hi * n_items])
+    block = keys[start:stop]
+    seen = torch.zeros(hi - lo, n_items, dtype=torch.bool)
+    seen[torch.as_tensor(block // n_items - lo), torch.as_tensor(block % n_items)] = True
+    return seen
+
+
+def _ranked(values: torch.Tensor, indices: torch.Tensor, seen: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(items, scores, bought) of one topk: an entry that was masked out (-inf: the user has
+    fewer candidates than k) becomes item -1, so a short list keeps only its real items."""
+    valid = torch.isfinite(values)
+    bought = seen.gather(1, indices) & valid
+    return torch.where(valid, indices, -1), values, bought
+
+
+def _stack(users: np.ndarray, parts: list) -> Recommendations:
+    items, scores, bought = (torch.cat([p[n] for p in parts]).numpy() for n in range(3))
+    return Recommendations(users, items.astype(np.int64), scores.astype(np.float32), bought)
+
+
 @torch.no_grad()
 def top_items(
     model: DynLLM, memory, finder: NeighborFinder, log: EventLog,
     profiles: ProfileIndex | None, at: float, *, k: int = 50, exclude_seen: bool = False,
     chunk: int = 1024,
-) -> Recommendations:
-    """Every user's k best items as of time `at` (everything before `at` known)."""
+) -> dict[str, Recommendations]:
+    """Every user's k best items as of time `at` (everything before `at` known), as three lists
+    (LISTS): "all" items (without the ones bought before under `exclude_seen`), "buy-again"
+    (only items bought before `at`) and "discover" (only items not bought before `at`). One
+    pass over the users: each block's scores are computed once and ranked three ways."""
     model.eval()
     items = model.item_embeddings(memory, finder, np.arange(log.n_items), at)
     k = min(k, log.n_items)
-    seen = None
-    if exclude_seen:
-        seen = torch.zeros(log.n_users, log.n_items, dtype=torch.bool)
-        before = log.ts < at
-        seen[torch.as_tensor(log.user_idx[before]), torch.as_tensor(log.item_idx[before])] = True
-    out_items, out_scores = [], []
+    keys = seen_pairs(log, at)
+    parts: dict[str, list] = {name: [] for name in LISTS}
     for lo in range(0, log.n_users, chunk):
         users = np.arange(lo, min(lo + chunk, log.n_users))
         times = np.full(len(users), at)
@@ -86,13 +129,16 @@ def top_items(
         if out.repeat is not None:
             scores = out.repeat.add_to(scores)
         scores = scores.cpu()
-        if seen is not None:
-            scores[seen[lo:lo + len(users)]] = -torch.inf
-        top = scores.topk(k, dim=1)
-        out_items.append(top.indices)
-        out_scores.append(top.values)
-    return Recommendations(np.arange(log.n_users), torch.cat(out_items).numpy(),
-                           torch.cat(out_scores).numpy())
+        seen = _seen_block(keys, log.n_items, lo, lo + len(users))
+        discover = scores.masked_fill(seen, -torch.inf).topk(k, dim=1)
+        parts["discover"].append(_ranked(discover.values, discover.indices, seen))
+        # "all" under exclude_seen is the discover list: the same ranking, kept once.
+        every = discover if exclude_seen else scores.topk(k, dim=1)
+        parts["all"].append(_ranked(every.values, every.indices, seen))
+        # The block's scores are not needed after this: masked in place, no second copy.
+        again = scores.masked_fill_(~seen, -torch.inf).topk(k, dim=1)
+        parts["buy-again"].append(_ranked(again.values, again.indices, seen))
+    return {name: _stack(np.arange(log.n_users), parts[name]) for name in LISTS}
 
 
 @torch.no_grad()
@@ -132,9 +178,9 @@ def replay(
             trace_states.append(memory.state[torch.as_tensor(pending.ids)].cpu().clone())
 
     at = float(np.nextafter(log.ts[-1], np.inf)) if len(log) else 0.0
-    recs = top_items(model, memory, finder, log, profiles, at, k=k, exclude_seen=exclude_seen)
-    return ReplayResult(recs, _facet_weights(model, log, weight_parts),
-                        _trace(trace_users, trace_ts, trace_states))
+    lists = top_items(model, memory, finder, log, profiles, at, k=k, exclude_seen=exclude_seen)
+    return ReplayResult(lists["all"], _facet_weights(model, log, weight_parts),
+                        _trace(trace_users, trace_ts, trace_states), lists, at)
 
 
 def _facet_weights(model: DynLLM, log: EventLog, parts: list) -> FacetWeights | None:

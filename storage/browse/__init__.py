@@ -21,13 +21,18 @@ from storage.browse.runs import (
     set_active_run,
 )
 from storage.browse.user_detail import (
+    LIST_LABELS,
+    RECOMMENDATION_LISTS,
     FacetWeights,
     MemoryPoint,
     ProfileSnapshot,
     Recommendation,
     TimelineEvent,
     UserDetail,
+    check_list_name,
     group_facet_rows,
+    run_has_lists,
+    stored_before_lists,
     user_detail,
     user_facet_weights,
     user_memory_trace,
@@ -53,4 +58,6 @@ __all__ = [
     "group_facet_rows", "headline_metrics", "list_runs", "pipeline_status", "search_user_ids",
     "set_active_run", "user_detail", "user_facet_weights", "user_memory_trace",
     "user_profile_snapshots", "user_recommendations", "user_timeline", "users_page",
+    "LIST_LABELS", "RECOMMENDATION_LISTS", "check_list_name", "run_has_lists",
+    "stored_before_lists",
 ]

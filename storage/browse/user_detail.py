@@ -1,5 +1,5 @@
-"""One user in detail: purchases, profile snapshots, and a run's recommendations, facet weights
-and memory trace for that user."""
+"""One user in detail: purchases, profile snapshots, and a run's recommendations (three lists,
+with reasons), facet weights and memory trace for that user."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ class ProfileSnapshot:
     error: str | None
 
 
+# The lists a run stores per user (recommendations.list): every item, the items the user
+# bought before, the items new to the user. Runs stored before the lists have only "all".
+RECOMMENDATION_LISTS: tuple[str, ...] = ("all", "buy-again", "discover")
+LIST_LABELS: dict[str, str] = {"all": "All", "buy-again": "Buy again", "discover": "Discover"}
+
+
 @dataclass(frozen=True)
 class Recommendation:
     rank: int
@@ -43,6 +49,29 @@ class Recommendation:
     title: str | None
     score: float
     bought_before: bool
+    reason: str | None = None  # None for a run stored before reasons were kept
+
+
+def check_list_name(name: object) -> str:
+    """`name` if it is one of RECOMMENDATION_LISTS, else one clear error naming them."""
+    if name not in RECOMMENDATION_LISTS:
+        raise BrowseError(f"unknown recommendation list {name!r}: choose one of "
+                          f"{', '.join(RECOMMENDATION_LISTS)}")
+    return str(name)
+
+
+def run_has_lists(ws: Workspace, run_id: int) -> bool:
+    """Whether run `run_id` stored the buy-again and discover lists (and reasons): a run replayed
+    before they existed has its "all" list only. One look-up on the table's key."""
+    return ws.conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM recommendations WHERE run_id = ? "
+        "AND list IN ('buy-again', 'discover'))", (run_id,)).fetchone()[0] == 1
+
+
+def stored_before_lists(run_id: int) -> str:
+    """What the app and the exports say of a run stored before the lists and reasons."""
+    return (f"run #{run_id} was stored before buy-again/discover lists and reasons; "
+            "retrain or replay it")
 
 
 @dataclass(frozen=True)
@@ -84,7 +113,10 @@ class UserDetail:
     timeline: list[TimelineEvent]  # newest first, at most `timeline_limit`
     profiles: list[ProfileSnapshot]  # oldest first
     run: RunSummary | None  # the run shown (active unless asked for another)
-    recommendations: list[Recommendation] = field(default_factory=list)
+    recommendations: list[Recommendation] = field(default_factory=list)  # the "all" list
+    # Every stored list by name ("all" included); only "all" for a run stored before the lists.
+    lists: dict[str, list[Recommendation]] = field(default_factory=dict)
+    has_lists: bool = False  # the run stored buy-again/discover lists and reasons
     facet_weights: list[FacetWeights] = field(default_factory=list)  # oldest first
     memory: list[MemoryPoint] = field(default_factory=list)  # oldest first
 
@@ -119,22 +151,27 @@ def user_profile_snapshots(ws: Workspace, user_id: int) -> list[ProfileSnapshot]
     ]
 
 
-def user_recommendations(ws: Workspace, user_id: int, run_id: int, k: int = 10
-                         ) -> list[Recommendation]:
-    """Top-`k` of a run for one user; bought-before is checked against the whole log, in one
-    pass over the user's purchases (the interactions index is by user and time, not item)."""
+def user_recommendations(ws: Workspace, user_id: int, run_id: int, k: int = 10,
+                         list: str = "all") -> list[Recommendation]:
+    """Top-`k` of one of a run's lists (RECOMMENDATION_LISTS) for one user, with reasons where
+    the run stored them; bought-before is checked against the whole log, in one pass over the
+    user's purchases (the interactions index is by user and time, not item). A list other than
+    "all" of a run stored before the lists is refused with a clear message."""
+    name = check_list_name(list)
+    if name != "all" and not run_has_lists(ws, run_id):
+        raise BrowseError(stored_before_lists(run_id))
     rows = ws.conn.execute(
-        "SELECT r.rank, i.external_id, i.title, r.score, r.item_id "
+        "SELECT r.rank, i.external_id, i.title, r.score, r.item_id, r.reason "
         "FROM recommendations r JOIN items i ON i.id = r.item_id "
-        "WHERE r.run_id = ? AND r.user_id = ? AND r.rank <= ? ORDER BY r.rank",
-        (run_id, user_id, k),
+        "WHERE r.run_id = ? AND r.list = ? AND r.user_id = ? AND r.rank <= ? ORDER BY r.rank",
+        (run_id, name, user_id, k),
     ).fetchall()
     items = sorted({r[4] for r in rows})
     bought = {i for (i,) in ws.conn.execute(
         "SELECT DISTINCT item_id FROM interactions WHERE user_id = ? "
         f"AND item_id IN ({','.join('?' * len(items))})", (user_id, *items))} if items else set()
-    return [Recommendation(rank, key, title, score, item in bought)
-            for rank, key, title, score, item in rows]
+    return [Recommendation(rank, key, title, score, item in bought, reason)
+            for rank, key, title, score, item, reason in rows]
 
 
 def group_facet_rows(rows: Any) -> list[tuple[Any, int, dict[str, float]]]:
@@ -192,7 +229,12 @@ def user_detail(
         profiles=user_profile_snapshots(ws, user_id), run=run,
     )
     if run is not None:
-        detail.recommendations = user_recommendations(ws, user_id, run.id, k)
+        detail.has_lists = run_has_lists(ws, run.id)
+        names = RECOMMENDATION_LISTS if detail.has_lists else ("all",)
+        # Three short index ranges: switching lists on screen then needs no query.
+        detail.lists = {name: user_recommendations(ws, user_id, run.id, k, name)
+                        for name in names}
+        detail.recommendations = detail.lists["all"]
         detail.facet_weights = user_facet_weights(ws, user_id, run.id)
         detail.memory = user_memory_trace(ws, user_id, run.id)
     return detail

@@ -59,7 +59,8 @@ def test_the_run_trains_with_profiles_and_stores_only_the_kept_facet(built):
             "(SELECT 1 FROM profiles p WHERE p.user_id = f.user_id AND p.status = 'ok' "
             " AND p.as_of < f.ts)", (run,)).fetchone()[0]
         recommended = ws.conn.execute(
-            "SELECT count(DISTINCT user_id), count(*) FROM recommendations WHERE run_id = ?",
+            "SELECT count(DISTINCT user_id), count(*) FROM recommendations "
+            "WHERE run_id = ? AND list = 'all'",
             (run,)).fetchone()
         users = ws.conn.execute("SELECT count(*) FROM users").fetchone()[0]
     assert status == "done" and config["with_profiles"] is True

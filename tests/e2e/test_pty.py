@@ -140,7 +140,8 @@ def _expected_rows(db: Path, user: str, k: int) -> list[list[str]]:
         rows = ws.conn.execute(
             "SELECT r.rank, i.external_id, coalesce(i.title, ''), r.score FROM recommendations r "
             "JOIN users u ON u.id = r.user_id JOIN items i ON i.id = r.item_id "
-            "WHERE r.run_id = 1 AND u.external_id = ? AND r.rank <= ? ORDER BY r.rank",
+            "WHERE r.run_id = 1 AND r.list = 'all' AND u.external_id = ? AND r.rank <= ? "
+            "ORDER BY r.rank",
             (user, k)).fetchall()
     return [[user, str(rank), item, title, f"{score:.6f}", "1", "dynllm"]
             for rank, item, title, score in rows]
@@ -186,7 +187,8 @@ def test_export_one_customer_from_a_real_terminal(tmp_path, e2e_workspace):
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     assert tuple(rows[0]) == RECOMMENDATION_COLUMNS == (
-        "user_id", "rank", "item_id", "item_title", "score", "run_id", "model", "generated_at")
+        "user_id", "rank", "item_id", "item_title", "score", "run_id", "model", "generated_at",
+        "bought_before")
     assert [r[:7] for r in rows[1:]] == _expected_rows(e2e_workspace, TOP_USER, 10)
     stamps = {r[7] for r in rows[1:]}
     assert len(stamps) == 1 and time.strptime(stamps.pop(), "%Y-%m-%dT%H:%M:%SZ")

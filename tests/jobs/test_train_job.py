@@ -63,6 +63,22 @@ def test_recommend_and_export(trained, tmp_path, capsys):
     assert scores == sorted(scores, reverse=True) and all(i["title"] for i in out["items"])
     assert main(["--db", str(db), "recommend", user, "--k", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["items"]) == 3
+    # The two lists: buy-again holds only items the user bought before, discover none of them,
+    # each ranked by the same scores, each with a reason.
+    with Workspace.open(db, create=False) as ws:
+        bought = {key for (key,) in ws.conn.execute(
+            "SELECT DISTINCT i.external_id FROM interactions x JOIN items i ON i.id = x.item_id "
+            "JOIN users u ON u.id = x.user_id WHERE u.external_id = ?", (user,))}
+    for name, expect_bought in (("buy-again", True), ("discover", False)):
+        assert main(["--db", str(db), "recommend", user, "--k", "10", "--list", name,
+                     "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert listed["list"] == name and listed["items"]
+        assert all((i["item_id"] in bought) == expect_bought for i in listed["items"])
+        assert all(i["bought_before"] == expect_bought and i["reason"] for i in listed["items"])
+        assert [i["rank"] for i in listed["items"]] == list(range(1, len(listed["items"]) + 1))
+    assert main(["--db", str(db), "recommend", user, "--list", "nonsense"]) == EXIT_ERROR
+    assert "unknown recommendation list 'nonsense'" in capsys.readouterr().err
     assert main(["--db", str(db), "export", "recommendations", str(tmp_path / "r.csv"),
                  "--k", "2"]) == 0
     with open(tmp_path / "r.csv", newline="") as fh:
@@ -89,6 +105,8 @@ def test_bad_inputs(tmp_path, trained, demo_workspace, capsys):
     db, _ = trained
     with pytest.raises(DynllmError, match="unknown user id 'nobody'"):
         recommend(db, "nobody")
+    assert main(["--db", str(db), "replay", "--run", "99"]) == EXIT_ERROR
+    assert "no run 99 in" in capsys.readouterr().err
     Workspace.open(tmp_path / "empty.db").close()
     with pytest.raises(DynllmError, match="no interactions"):
         train_job(tmp_path / "empty.db", epochs=1)

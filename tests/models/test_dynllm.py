@@ -69,12 +69,18 @@ def test_every_variant_trains_and_exposes_facet_weights(log, ablation):
                    profile_dim=profiles.dim)
     memory, finder = model.new_memory(), NeighborFinder(log)
     split = chronological_split(log)
-    batches = time_batches(log, range(0, 1200), 200)
-    weights = []
+    batches = time_batches(log, range(0, 1500), 200)  # snapshots start near event 1000
+    weights, w_users, w_cuts = [], [], []
+
+    def on_batch(view):
+        weights.append(view.facet_weights)
+        w_users.append(log.user_idx[view.events.start:view.events.stop])
+        w_cuts.append(log.ts[view.events.start])  # the batch start: profiles from before it
+
     before = {k: v.clone() for k, v in model.state_dict().items()}
     run_batches(model, memory, finder, log, batches, profiles,
                 optimizer=torch.optim.Adam(model.parameters(), 1e-2),
-                rng=np.random.default_rng(0), on_batch=lambda v: weights.append(v.facet_weights))
+                rng=np.random.default_rng(0), on_batch=on_batch)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     # The GRU updaters learn although memory is written without gradients (delayed messages).
     assert not torch.equal(before["user_updater.weight_ih"], model.user_updater.weight_ih)
@@ -82,9 +88,17 @@ def test_every_variant_trains_and_exposes_facet_weights(log, ablation):
     if cfg.no_profiles:
         assert all(w is None for w in weights)
     else:
-        w = weights[-1]
+        w = torch.cat(weights)
         assert w.shape[1] == len(cfg.facets)
-        torch.testing.assert_close(w.sum(1), torch.ones(len(w)))
+        # A user with a snapshot before the batch weighs its facets (sum 1); one without has
+        # nothing to weigh (all zero).
+        sums = w.sum(1)
+        has = torch.as_tensor(np.concatenate([
+            profiles.rows(users, np.full(len(users), cut)) >= 0
+            for users, cut in zip(w_users, w_cuts, strict=True)]))
+        assert has.any() and (~has).any()
+        torch.testing.assert_close(sums[has], torch.ones(int(has.sum())))
+        assert torch.all(w[~has] == 0)
     out = run_batches(model, memory, finder, log, time_batches(log, split.val, 300), profiles,
                       candidates={"full": None})
     assert len(out.ranks["full"]) == len(split.val)

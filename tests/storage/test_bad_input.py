@@ -160,3 +160,45 @@ def test_gzip_that_is_not_gzip_inside(demo_workspace, tmp_path):
     raw[20:40] = b"\x00" * 20  # damage the deflate stream after the header
     path.write_bytes(bytes(raw))
     _fails(demo_workspace, path, r"bad\.csv\.gz(, line \d+)?: corrupt gzip data")
+
+
+def test_a_file_the_user_may_not_read_is_one_line():
+    """As an ordinary user (root reads anything, so the test drops to uid 65534 when it is
+    root): a file without read permission, and one inside a folder that cannot be searched."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="dynllm-perm-", dir="/tmp"))
+    secret = tmp_path / "locked"
+    secret.mkdir()
+    data = secret / "orders.csv"
+    data.write_text("user,item,time\n1,2,2020-01-01\n")
+    unreadable = tmp_path / "unreadable.csv"
+    unreadable.write_text("user,item,time\n1,2,2020-01-01\n")
+    os.chmod(unreadable, 0o200)
+    os.chmod(secret, 0o600)
+    os.chmod(tmp_path, 0o777)
+    prefix = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+              if os.geteuid() == 0 else [])
+    try:
+        for path, says in ((unreadable, "may not read the file"),
+                           (data, "cannot be searched")):
+            proc = subprocess.run(
+                [*prefix, sys.executable, "-m", "dynllm_tui.cli", "--db",
+                 str(tmp_path / "ws.db"), "import", str(path), "--map", "user=user",
+                 "--map", "item=item", "--map", "time=time"],
+                cwd=REPO, capture_output=True, text=True, timeout=120,
+                env={**os.environ, "HOME": str(tmp_path)})
+            assert proc.returncode == 2, proc.stderr
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and says in lines[0] and str(path) in lines[0], lines
+        assert not (tmp_path / "ws.db").exists()  # refused before any workspace was made
+    finally:
+        os.chmod(secret, 0o755)
+        shutil.rmtree(tmp_path)

@@ -38,7 +38,8 @@ def workspace_with_run(demo_workspace):
         conn.execute("UPDATE items SET title = '=HYPERLINK(\"x\")' WHERE id = ?", (items[0],))
         for u in users:
             for rank, item in enumerate(items, start=1):
-                conn.execute("INSERT INTO recommendations VALUES (1, ?, ?, ?, ?, 0)",
+                conn.execute("INSERT INTO recommendations (run_id, user_id, rank, item_id, score, "
+                             "bought_before) VALUES (1, ?, ?, ?, ?, 0)",
                              (u, rank, item, 1.0 / rank - 0.5))
             for t in (1_320_000_000, 1_321_000_000):
                 conn.executemany("INSERT INTO facet_weights VALUES (1, ?, ?, ?, ?)",

@@ -2,10 +2,12 @@
 console script and `dynllm_tui.cli.main`) and by `storage.exports` are compared with files
 checked in under tests/golden/exports/.
 
-The workspace is the real demo slice plus two deterministic runs written here (run 1 active,
-run 2 not), with item titles, a customer id and a model name that a spreadsheet would run as a
-formula, a title with a comma, quotes and accents, and an item without a title. Each user has
-12 stored recommendations, so every export with k <= 10 cuts them short.
+The workspace is the real demo slice plus three deterministic runs written here (run 1 active,
+runs 2 and 3 not), with item titles, a customer id and a model name that a spreadsheet would run
+as a formula, a title with a comma, quotes and accents, and an item without a title. Each user
+has 12 stored recommendations per list, so every export with k <= 10 cuts them short. Runs 1
+and 2 are stored as before the buy-again/discover lists (the "all" list only, no reasons); run 3
+has all three lists with reasons, one of which a spreadsheet would run as a formula.
 
 `generated_at` is the one cell that depends on the clock: the in-process exports run with a
 frozen clock and must match byte for byte; the console script's output must match once its
@@ -61,6 +63,10 @@ TITLES = [
     None,  # no title: an empty cell
 ]
 FORMULA_USER = "@evil"  # a customer id that a spreadsheet would run
+# The agreed header of the recommendations export, which every later column comes after.
+AGREED_HEADER = ("user_id", "rank", "item_id", "item_title", "score", "run_id", "model",
+                 "generated_at")
+LISTS_RUN = 3  # the run stored with the three lists and reasons
 
 
 class _FrozenClock(datetime):
@@ -69,8 +75,17 @@ class _FrozenClock(datetime):
         return FROZEN if tz is not None else FROZEN.replace(tzinfo=None)
 
 
+def _reason(list_name: str, rank: int, n: int) -> str:
+    """A deterministic reason in the replay's words; one starts like a formula."""
+    if list_name == "buy-again" and rank == 1 and n == 0:
+        return "=bought 3 times, last 2 days ago"
+    if list_name == "buy-again" or (list_name == "all" and rank % 2):
+        return f"bought {rank + 1} times, last {rank * 3 + n} days ago; like CRÈME, \"BRÛLÉE\" SET"
+    return f"new to this customer; interests: party goods, kitchenware; like ITEM {rank}"
+
+
 def _write_runs(db: Path) -> list[str]:
-    """Two finished runs over three customers; returns their store ids (sorted)."""
+    """Three finished runs over three customers; returns their store ids (sorted)."""
     with Workspace.open(db) as ws, ws.transaction() as conn:
         users = [r for r in conn.execute(
             "SELECT id, external_id FROM users ORDER BY external_id LIMIT 3")]
@@ -88,8 +103,9 @@ def _write_runs(db: Path) -> list[str]:
                 ranked = items[n + run - 1:] + items[:n + run - 1]  # a different order each
                 for rank, item in enumerate(ranked[:12], start=1):
                     score = round(2.5 - 0.3137 * rank + 0.0123 * n - 0.5 * (run - 1), 9)
-                    conn.execute("INSERT INTO recommendations VALUES (?, ?, ?, ?, ?, 0)",
-                                 (run, user, rank, item, score))
+                    conn.execute("INSERT INTO recommendations (run_id, user_id, rank, item_id, "
+                                 "score, bought_before) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (run, user, rank, item, score, int(rank % 3 == 0)))
                 for j in range(3 + n):
                     raw = [1.0 + ((j + f + run) % 4) * 0.25 for f in range(4)]
                     weights = [round(w / sum(raw), 7) for w in raw]
@@ -97,6 +113,22 @@ def _write_runs(db: Path) -> list[str]:
                     conn.executemany("INSERT INTO facet_weights VALUES (?, ?, ?, ?, ?)",
                                      [(run, user, ts, facet, w)
                                       for facet, w in zip(FACETS, weights, strict=True)])
+        # Run 3: what the replay stores now, three lists per user with a reason each.
+        conn.execute(
+            "INSERT INTO runs (id, created_at, finished_at, status, config, active) "
+            "VALUES (?, '2026-01-06T10:00:00+00:00', '2026-01-06T10:12:00+00:00', 'done', ?, 0)",
+            (LISTS_RUN, json.dumps({"model_name": "dynllm + repeat"})))
+        for n, (user, _ext) in enumerate(users):
+            for list_name, first in (("all", 0), ("buy-again", 1), ("discover", 2)):
+                ranked = items[first + n:] + items[:first + n]
+                for rank, item in enumerate(ranked[:12], start=1):
+                    bought = list_name == "buy-again" or (list_name == "all" and rank % 2 == 1)
+                    conn.execute(
+                        "INSERT INTO recommendations (run_id, list, user_id, rank, item_id, "
+                        "score, bought_before, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (LISTS_RUN, list_name, user, rank, item,
+                         round(1.75 - 0.2113 * rank + 0.031 * n - 0.07 * first, 9),
+                         int(bought), _reason(list_name, rank, n)))
     return sorted([ext for _id, ext in users[:2]] + [FORMULA_USER])
 
 
@@ -127,6 +159,10 @@ def _argv(db: Path, out: Path, case: dict) -> list[str]:
         argv += ["--run", str(case["run"])]
     if "users" in case:
         argv += ["--users", ",".join(case["users"])]
+    if "list" in case:
+        argv += ["--list", case["list"]]
+    if case.get("reasons"):
+        argv.append("--reasons")
     return argv
 
 
@@ -185,7 +221,9 @@ def test_exports_match_golden_files(golden_workspace, tmp_path, monkeypatch, cap
 
     assert rows[1:] == sorted(rows[1:], key=order)
     if case["what"] == "recommendations":
-        assert tuple(rows[0]) == RECOMMENDATION_COLUMNS
+        # The agreed header, then bought_before appended at its end.
+        assert tuple(rows[0]) == RECOMMENDATION_COLUMNS == (*AGREED_HEADER, "bought_before")
+        assert all(int(r[8]) == (int(r[1]) % 3 == 0) for r in rows[1:])  # as stored
         k = case.get("k", 10)
         assert written == k * len(wanted)  # 12 stored per user, k of them exported
         for user in shown:
@@ -238,6 +276,117 @@ def test_console_script_writes_the_golden_bytes(golden_workspace, tmp_path, name
         (stamp,) = stamps
         when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         assert before <= when <= after
-        data = data.replace(f",{stamp}\r\n".encode(), f",{FROZEN_TEXT}\r\n".encode())
+        # generated_at is followed by bought_before, the last column.
+        data = re.sub(rb"," + re.escape(stamp.encode()) + rb",([01]?)\r\n",
+                      b"," + FROZEN_TEXT.encode() + rb",\1\r\n", data)
     assert data == (GOLDEN / name).read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left behind
+
+
+def _list_cases(users: list[str]) -> dict[str, dict]:
+    """Golden file name -> options of the list and reasons exports (all of run 3)."""
+    first = min(u for u in users if u != FORMULA_USER)
+    return {
+        "recommendations_run3_discover_reasons.csv": {"list": "discover", "reasons": True},
+        "recommendations_run3_buy-again_k3_users_reasons.csv": {
+            "list": "buy-again", "reasons": True, "k": 3, "users": [FORMULA_USER, first]},
+        "recommendations_run3_all.csv": {"list": "all", "reasons": False},
+    }
+
+
+@pytest.mark.parametrize("name", ["recommendations_run3_discover_reasons.csv",
+                                  "recommendations_run3_buy-again_k3_users_reasons.csv",
+                                  "recommendations_run3_all.csv"])
+def test_list_and_reason_exports_match_golden_files(golden_workspace, tmp_path, monkeypatch,
+                                                    name):
+    """The buy-again and discover lists, with and without reasons: the bytes of
+    storage.exports and of the export job the CLI calls (export_job's list_name/reasons)."""
+    from dynllm_tui.jobs.export import export_job
+
+    db, users = golden_workspace
+    case = _list_cases(users)[name]
+    monkeypatch.setattr(storage.exports, "datetime", _FrozenClock)
+    by_function = tmp_path / "function.csv"
+    with Workspace.open(db, create=False) as ws:
+        written = export_recommendations(ws, by_function, k=case.get("k", 10), run_id=LISTS_RUN,
+                                         users=case.get("users"), list=case["list"],
+                                         reasons=case["reasons"])
+    data = by_function.read_bytes()
+    _check_golden(name, data)
+    by_job = tmp_path / "job.csv"
+    assert export_job(db, "recommendations", by_job, k=case.get("k", 10), run_id=LISTS_RUN,
+                      users=case.get("users"), list_name=case["list"],
+                      reasons=case["reasons"]) == written
+    assert by_job.read_bytes() == data
+
+    rows = _rows(data)
+    k = case.get("k", 10)
+    wanted = set(case.get("users", users))
+    assert len(rows) - 1 == written == k * len(wanted)
+    header = (*AGREED_HEADER, "bought_before") + (("reason",) if case["reasons"] else ())
+    assert tuple(rows[0]) == header
+    assert {r[5] for r in rows[1:]} == {str(LISTS_RUN)}
+    assert {r[6] for r in rows[1:]} == {"dynllm + repeat"}
+    flags = {r[8] for r in rows[1:]}
+    expected_flags = {"buy-again": {"1"}, "discover": {"0"}, "all": {"0", "1"}}[case["list"]]
+    assert flags == expected_flags
+    if case["reasons"]:
+        reasons = [r[9] for r in rows[1:]]
+        assert all(reasons) and not any(r.startswith(("=", "+", "-", "@")) for r in reasons)
+        if case["list"] == "discover":
+            assert all(r.startswith("new to this customer; ") for r in reasons)
+        else:
+            assert "'=bought 3 times, last 2 days ago" in reasons  # neutralised
+            assert all("bought" in r for r in reasons)
+
+
+def test_lists_and_reasons_of_a_run_stored_before_them_are_refused(golden_workspace, tmp_path):
+    """Run 1 has the "all" list only: buy-again, discover and reasons each say so in one
+    line, and write nothing; an unknown list names the allowed ones."""
+    from dynllm_tui.jobs.export import export_job
+    from storage.exports import ExportError
+
+    db, _users = golden_workspace
+    out = tmp_path / "out.csv"
+    with Workspace.open(db, create=False) as ws:
+        for options in ({"list": "discover"}, {"list": "buy-again"}, {"reasons": True}):
+            with pytest.raises(ExportError) as caught:
+                export_recommendations(ws, out, run_id=1, **options)
+            assert str(caught.value) == ("run #1 was stored before buy-again/discover lists "
+                                         "and reasons; retrain or replay it")
+        with pytest.raises(ExportError, match=r"unknown recommendation list 'nonsense': choose "
+                                              r"one of all, buy-again, discover"):
+            export_recommendations(ws, out, run_id=LISTS_RUN, list="nonsense")
+        assert export_recommendations(ws, out, run_id=1, list="all", k=1) == 3  # still fine
+    out.unlink()
+    with pytest.raises(ExportError, match="not of facets"):
+        export_job(db, "facets", out, list_name="discover")
+    with pytest.raises(ExportError, match="unknown recommendation list"):
+        export_job(db, "recommendations", out, list_name="Discover")
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
+
+
+@pytest.mark.parametrize("name", ["recommendations_run3_discover_reasons.csv",
+                                  "recommendations_run3_buy-again_k3_users_reasons.csv"])
+def test_console_script_writes_the_list_goldens(golden_workspace, tmp_path, name):
+    """`dynllm-tui export recommendations --list L [--reasons]` as a user types it."""
+    db, users = golden_workspace
+    case = {"what": "recommendations", "run": 3, **_list_cases(users)[name]}
+    out = tmp_path / name
+    done = subprocess.run([str(_console_script()), *_argv(db, out, case)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    data = out.read_bytes()
+    (stamp,) = {r[7] for r in _rows(data)[1:]}
+    data = data.replace(b"," + stamp.encode() + b",", b"," + FROZEN_TEXT.encode() + b",")
+    assert data == (GOLDEN / name).read_bytes()
+
+
+def test_console_script_refuses_an_unknown_list(golden_workspace, tmp_path):
+    db, _users = golden_workspace
+    done = subprocess.run([str(_console_script()), "--db", str(db), "export", "recommendations",
+                           str(tmp_path / "x.csv"), "--list", "nonsense"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "x.csv").exists()
+    (line,) = done.stderr.strip().splitlines()
+    assert "unknown recommendation list 'nonsense'" in line and "buy-again" in line

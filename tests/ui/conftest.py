@@ -78,7 +78,8 @@ def add_run(db: Path, run_id: int = 1, *, active: bool = True, n_users: int = RU
             ranked = [x for pair in zip(bought, new, strict=False) for x in pair]
             ranked += [x for x in bought + new if x not in ranked]
             for rank, item in enumerate(ranked[:20], start=1):
-                conn.execute("INSERT INTO recommendations VALUES (?, ?, ?, ?, ?, ?)",
+                conn.execute("INSERT INTO recommendations (run_id, user_id, rank, item_id, score, "
+                             "bought_before) VALUES (?, ?, ?, ?, ?, ?)",
                              (run_id, user, rank, item, round(3.0 - 0.1 * rank, 4),
                               int(item in bought)))
             times = [t for (t,) in conn.execute(

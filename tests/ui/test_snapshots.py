@@ -49,3 +49,22 @@ def test_user_detail_facet_weights(snap_compare, ui_workspace):
         await settle(pilot)
 
     assert snap_compare(make_app(ui_workspace), terminal_size=SIZE, run_before=open_weights)
+
+
+def test_user_detail_discover_with_reasons(snap_compare, ui_workspace):
+    """The Discover list of the top customer with the reason column and the line that spells
+    out the reason of the row under the cursor."""
+    from tests.ui.recommendation_lists import add_lists
+
+    add_lists(ui_workspace)
+
+    async def open_discover(pilot) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("l", "l")  # buy again, then discover
+        await settle(pilot)
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=(110, 32),
+                        run_before=open_discover)

@@ -20,7 +20,27 @@ REPORT_COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr",
                   "repeat:recall@20", "repeat:ndcg@20", "explore:recall@20", "explore:ndcg@20")
 COLUMN_LABELS = {"repeat:recall@20": "repeat R@20", "repeat:ndcg@20": "repeat N@20",
                  "explore:recall@20": "explore R@20", "explore:ndcg@20": "explore N@20"}
-CONFIG_KEYS = ("epochs", "batch_size", "lr", "seed", "device", "ablation", "use_profiles")
+CONFIG_KEYS = ("epochs", "batch_size", "lr", "patience", "seed", "device")
+MODEL_SWITCHES = ("repeat_term", "no_profiles", "no_distill", "no_time_projection",
+                  "no_neighbours")
+
+
+def run_settings(config: dict[str, Any]) -> str:
+    """The settings a run was trained with, as one line: training options (stored under
+    "train" by the training job, flat in older runs), the model switches that are on, the facets
+    when not all four, and whether profiles were used."""
+    train = config.get("train") if isinstance(config.get("train"), dict) else config
+    parts = [f"{k}={train[k]}" for k in CONFIG_KEYS if k in train]
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    parts += [k.replace("_", " ") for k in MODEL_SWITCHES if model.get(k)]
+    facets = model.get("facets")
+    if isinstance(facets, list) and 0 < len(facets) < 4:
+        parts.append("facets " + ",".join(map(str, facets)))
+    if "with_profiles" in config:
+        parts.append("with profiles" if config["with_profiles"] else "without profiles")
+    if config.get("baselines_note"):
+        parts.append(str(config["baselines_note"]))
+    return ", ".join(parts)
 
 
 class RunReport(Vertical):
@@ -48,8 +68,7 @@ class RunReport(Vertical):
             config.update("")
             return
         self.border_title = f"Run #{run.id} · {run.model} · {run.status}"
-        settings = ", ".join(f"{k}={run.config[k]}" for k in CONFIG_KEYS if k in run.config)
-        lines = [settings or "settings: —"]
+        lines = [run_settings(run.config) or "settings: not recorded (a run from before they were)"]
         if run.best_epoch is not None:
             lines.append(f"best epoch {run.best_epoch} of {run.epochs_done or '?'}"
                          + (f" · {run.seconds:,.0f} s" if run.seconds else ""))

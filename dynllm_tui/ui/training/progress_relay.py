@@ -24,7 +24,7 @@ class EpochPoint:
 class RelayUpdate:
     """What happened since the last drain."""
 
-    latest: Any = None  # the newest models.training.Progress, or None
+    latest: Any = None  # the newest models.training.loop.Progress, or None
     losses: list[float] = field(default_factory=list)  # training-batch losses, in order
     epochs: list[EpochPoint] = field(default_factory=list)  # finished epochs, in order
 

@@ -44,7 +44,7 @@ class TrainingProgress(Vertical):
         self.query_one("#stage-bar", ProgressBar).update(total=None, progress=0)
 
     def show(self, progress: Any, epochs: int, epochs_done: int) -> None:
-        """One `models.training.Progress` report (the newest of a drain)."""
+        """One `models.training.loop.Progress` report (the newest of a drain)."""
         self.query_one("#epoch-bar", ProgressBar).update(total=epochs, progress=epochs_done)
         if progress.stage == "test":
             self.query_one("#epoch-label", Static).update(f"test ({epochs_done} epochs)")

@@ -43,7 +43,7 @@ LOCK_POLL_S = 2.0  # how often to look whether another process started or ended 
 
 @dataclass
 class TrainProgress:
-    """A progress event of the training child: the attributes of models.training.Progress
+    """A progress event of the training child: the attributes of models.training.loop.Progress
     (which the app does not import: that would import torch)."""
 
     stage: str

@@ -1,5 +1,6 @@
-"""User detail: timeline, profile snapshots, recommendations, facet weights, memory — one tab
-each, all loaded by one `storage.browse.user_detail` call in a worker.
+"""User detail: timeline, profile snapshots, recommendations (All / Buy again / Discover, with
+reasons), facet weights, memory — one tab each, all loaded by one `storage.browse.user_detail`
+call in a worker.
 
 Opening a user must feel instant (the target is under 150 ms from the key to the data on
 screen, see bench/ui.py), so the screen does as little as it can before the first paint:
@@ -68,6 +69,7 @@ class UserDetailScreen(WorkbenchScreen):
         self.detail: UserDetail | None = None
         self._current: set[str] = set()  # tabs whose view shows self.detail
         self._ready: Callable[[], None] | None = None
+        self._first_list = "all"  # the list the recommendations view opens on
 
     def compose_body(self) -> Iterable[Any]:
         yield UserHeader(f"Customer {self.external_id}: loading…", id="user-header")
@@ -136,7 +138,10 @@ class UserDetailScreen(WorkbenchScreen):
         if pane is None or pane.id not in TABS[1:]:
             return
         if not pane.children:
-            pane.mount(_view_class(pane.id)(id=f"{pane.id}-view", classes="detail-view"))
+            view = _view_class(pane.id)(id=f"{pane.id}-view", classes="detail-view")
+            if pane.id == "recs":
+                view.list_name = self._first_list
+            pane.mount(view)
         elif self.detail is not None and pane.id not in self._current:
             pane.children[0].show(self.detail)
         if self.detail is not None:
@@ -172,6 +177,18 @@ class UserDetailScreen(WorkbenchScreen):
         tabs = self.query_one(TabbedContent)
         index = TABS.index(tabs.active) if tabs.active in TABS else 0
         tabs.active = TABS[(index + delta) % len(TABS)]
+
+    def action_recs_list(self, list_name: str | None = None) -> None:
+        """Show the recommendations tab with `list_name`, else the next list (All, Buy again,
+        Discover); the lists are already loaded, so this draws without a query."""
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != "recs":
+            tabs.active = "recs"  # builds the view; it opens on the list asked for below
+        views = self.query("#recs-view")
+        if views:
+            views.first().select(list_name)
+        else:  # the view is built when the tab shows (show_active_view), on this list
+            self._first_list = list_name or "buy-again"
 
     def action_snapshot(self, delta: int) -> None:
         tabs = self.query_one(TabbedContent)

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args)
         if args.command == "replay":
             return _cmd_replay(args)
+        if args.command == "activate":
+            return _cmd_activate(args)
         if args.command == "demo":
             return _cmd_demo(args)
         return _open_app(args.db)
@@ -209,7 +211,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             device=args.device, seed=args.seed, no_profiles=args.no_profiles,
             ablation=args.ablation, resume=args.resume, patience=args.patience,
             exclude_bought=args.exclude_bought, repeat_term=args.repeat_term,
-            progress=progress, cancel=cancel,
+            progress=progress, cancel=cancel, activate=args.activate,
         )
     if args.progress_jsonl:
         _emit({"event": "done", "summary": summary.__dict__})
@@ -222,7 +224,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"{'with' if summary.with_profiles else 'without'} profiles; test "
               f"Recall@10 {full.get('recall@10', float('nan')):.4f} "
               f"NDCG@10 {full.get('ndcg@10', float('nan')):.4f}; {summary.seconds:.0f} s")
+        if summary.activation_note:
+            print(summary.activation_note)
     return EXIT_INTERRUPTED if summary.status == "cancelled" else 0
+
+
+def _cmd_activate(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs.activate import activate_job
+
+    run = activate_job(args.db, args.run)
+    figure = run.best_validation
+    shown = "" if figure is None else f" (val R@10 {figure:.4f})"
+    print(f"run {run.id}{shown} is now the active run")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

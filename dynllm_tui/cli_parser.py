@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--repeat-term", action="store_true",
                     help="add a learned repeat-purchase term to the paper's dot-product score "
                     "(much better on stores where customers rebuy; see the model report)")
+    tr.add_argument("--activate", default="if-better",
+                    choices=["if-better", "always", "never"],
+                    help="make the finished run the active one: if-better (default: only when "
+                    "its validation Recall@10 beats the active run's on the same data, or the "
+                    "active run was trained on other data), always, or never")
     tr.add_argument("--json", action="store_true")
     tr.add_argument("--progress-jsonl", action="store_true", help="machine-readable output: "
                     "one JSON object a line on stdout per progress event, then a 'done' or "
@@ -129,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="replay a finished run into the workspace again (lists, reasons, "
         "facet weights, memory trace), e.g. a run stored before buy-again/discover lists")
     replay.add_argument("--run", type=int, help="run id (default: the active run)")
+
+    act = sub.add_parser("activate", help="make a finished run the active one (the run whose "
+                         "recommendations the app and the exports show)")
+    act.add_argument("run", type=int, metavar="RUN", help="run id (see Runs or `status`)")
 
     check = sub.add_parser(
         "check", help="check the workspace file for damage (SQLite integrity check, counts)",

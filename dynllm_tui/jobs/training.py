@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dynllm_tui.jobs.activate import check_activate_mode, decide_activation, describe_activation
 from dynllm_tui.jobs.train_settings import check_train_settings
 from dynllm_tui.jobs.training_lock import holds_train_lock
 from dynllm_tui.jobs.workspace_data import WorkspaceData, load_workspace_data
@@ -36,6 +37,13 @@ class TrainSummary:
     seconds: float
     with_profiles: bool
     device: str
+    # The activation rule's outcome (jobs.activate): whether the run became the active one,
+    # the run it was compared with, both best validation Recall@10 (new, compared) and why.
+    activated: bool = False
+    compared_with: int | None = None
+    validation: tuple[float | None, float | None] | None = None
+    activation_reason: str = ""
+    activation_note: str = ""
 
 
 def _now() -> str:
@@ -59,6 +67,7 @@ def train_job(
     progress: Callable[[Any], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     on_replay: Callable[[int, int], None] | None = None,
+    activate: str = "if-better",
 ) -> TrainSummary:
     """Train (or resume run `resume`), record the run, replay the best model into the workspace.
     `repeat_term` adds the learned repeat-purchase term to the paper's dot-product score
@@ -67,15 +76,19 @@ def train_job(
     Bad settings (jobs.train_settings), a missing workspace and a read-only one are refused
     before anything is written, the training lock file included. Once the run is recorded,
     every way out leaves it finished: done (only after its replay is stored, and then active),
-    cancelled, or failed with the reason."""
+    cancelled, or failed with the reason.
+
+    `activate` (jobs.activate): "if-better" makes the finished run active only when it beats
+    the active run on validation (same data) or is not comparable with it; "always"; "never"."""
     check_train_settings(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                          seed=seed)
+    check_activate_mode(activate)
     Workspace.open(db_path, create=False).close()
     return _train_locked(
         db_path, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
         no_profiles=no_profiles, ablation=ablation, resume=resume, patience=patience,
         exclude_bought=exclude_bought, repeat_term=repeat_term, progress=progress,
-        cancel=cancel, on_replay=on_replay)
+        cancel=cancel, on_replay=on_replay, activate=activate)
 
 
 @holds_train_lock  # one training per workspace, visible to other processes
@@ -96,6 +109,7 @@ def _train_locked(
     progress: Callable[[Any], None] | None,
     cancel: Callable[[], bool] | None,
     on_replay: Callable[[int, int], None] | None,
+    activate: str,
 ) -> TrainSummary:
     from models.data.events import NotEnoughEventsError
     from models.network.dynllm import DynLLMConfig
@@ -147,6 +161,7 @@ def _train_locked(
                 conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
         leave_as_it_was = False  # a resume that could not start changes nothing
+        activation = None
         try:
             try:
                 result = train(data.log, data.item_text, data.profiles, model_config,
@@ -175,21 +190,38 @@ def _train_locked(
                 if not cancelled:
                     _store_baselines(ws, run_id, data, train_config)
                 status = "cancelled" if cancelled else "done"
-                # 'done' only now that the replay is stored, and active in the same commit.
+                # 'done' only now that the replay is stored, and the active run chosen in the
+                # same commit (decided inside it, so no other writer moves it in between).
                 with ws.transaction() as conn:
+                    if status == "done":
+                        activation = decide_activation(ws, run_id, activate)
                     conn.execute("UPDATE runs SET status = ?, error = NULL, seconds = ?, "
                                  "finished_at = ? WHERE id = ?",
                                  (status, round(time.perf_counter() - started, 2), _now(),
                                   run_id))
-                    if status == "done":
+                    if activation is not None and activation.activate:
                         conn.execute("UPDATE runs SET active = (id = ?)", (run_id,))
+                    elif activation is not None and activation.compared_with is not None:
+                        # Pin the run that stays active: with none marked, the app would
+                        # fall back to the latest finished run, this one.
+                        conn.execute("UPDATE runs SET active = (id = ?)",
+                                     (activation.compared_with,))
         except BaseException as exc:
             if not leave_as_it_was:
                 _record_failure(ws, run_id, exc)
             raise
-    return TrainSummary(run_id, status, len(result.epochs), result.best_epoch, result.test,
-                        str(result.checkpoint) if result.checkpoint else None,
-                        time.perf_counter() - started, data.profiles is not None, resolved)
+    summary = TrainSummary(run_id, status, len(result.epochs), result.best_epoch, result.test,
+                           str(result.checkpoint) if result.checkpoint else None,
+                           time.perf_counter() - started, data.profiles is not None, resolved)
+    if activation is not None:
+        summary.activated = activation.activate
+        summary.compared_with = activation.compared_with
+        summary.validation = activation.validation
+        summary.activation_reason = activation.reason
+        summary.activation_note = describe_activation(
+            run_id, activation.activate, activation.reason, activation.compared_with,
+            activation.validation)
+    return summary
 
 
 def _store_baselines(ws: Workspace, run_id: int, data: WorkspaceData, train_config: Any) -> None:

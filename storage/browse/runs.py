@@ -28,6 +28,7 @@ class RunSummary:
     seconds: float | None
     error: str | None
     active: bool
+    data_fingerprint: str | None = None  # what it was trained on: same fingerprint, same split
 
     @property
     def model(self) -> str:
@@ -42,6 +43,12 @@ class RunSummary:
                 or model.get("no_profiles"):
             return []
         return [str(f) for f in model.get("facets") or []]
+
+    @property
+    def best_validation(self) -> float | None:
+        """Validation Recall@10 of the run's best epoch (the figure early stopping chose it
+        by), from its stored history; None when the run has no such epoch recorded."""
+        return best_validation_recall(self.history, self.best_epoch)
 
     @property
     def headline(self) -> dict[str, float]:
@@ -59,13 +66,27 @@ def headline_metrics(test_metrics: dict[str, Any]) -> dict[str, float]:
             if isinstance(metrics.get(k), int | float)}
 
 
+def best_validation_recall(history: list[dict[str, Any]], best_epoch: int | None
+                           ) -> float | None:
+    """Validation Recall@10 of epoch `best_epoch` in a run's history ([{"epoch", "val": {...}},
+    ...]); None when that epoch or its figure is missing."""
+    if best_epoch is None:
+        return None
+    for record in history:
+        if isinstance(record, dict) and record.get("epoch") == best_epoch:
+            val = record.get("val")
+            value = val.get("recall@10") if isinstance(val, dict) else None
+            return float(value) if isinstance(value, int | float) else None
+    return None
+
+
 _RUN_COLUMNS = ("id, status, created_at, finished_at, config, device, epochs_done, best_epoch, "
-                "history, test_metrics, report, seconds, error, active")
+                "history, test_metrics, report, seconds, error, active, data_fingerprint")
 
 
 def _run(row: tuple) -> RunSummary:
     (rid, status, created, finished, config, device, epochs, best, history, test, report,
-     seconds, error, active) = row
+     seconds, error, active, fingerprint) = row
     report_rows = parse_json(report, [])
     if isinstance(report_rows, dict):  # {"rows": [...]} or {method: {...}}
         report_rows = report_rows.get("rows", [dict(method=k, **v) for k, v in
@@ -75,7 +96,7 @@ def _run(row: tuple) -> RunSummary:
         config=parse_json(config, {}), device=device, epochs_done=epochs, best_epoch=best,
         history=parse_json(history, []), test_metrics=parse_json(test, {}),
         report=[r for r in report_rows if isinstance(r, dict)], seconds=seconds, error=error,
-        active=bool(active),
+        active=bool(active), data_fingerprint=fingerprint,
     )
 
 

@@ -71,3 +71,16 @@ def ablation_workspace(tmp_path_factory, online_retail: Path) -> AblationWorkspa
                                  "--json"))
         _BUILT[key] = AblationWorkspace(db, imported, profiled, trained)
     return _BUILT[key]
+
+
+# (user, time) events after one of the user's ok snapshots: the only events whose facets a run
+# can weigh (a snapshot applies from the batch after its as_of, so this is an upper bound).
+EVENTS_AFTER_A_PROFILE = (
+    "SELECT count(*) FROM (SELECT DISTINCT user_id, ts FROM interactions x WHERE EXISTS "
+    "(SELECT 1 FROM profiles p WHERE p.user_id = x.user_id AND p.status = 'ok' "
+    " AND p.as_of < x.ts))")
+# Stored facet weights of run ? at an event with no earlier ok snapshot of its user: must be 0.
+WEIGHTS_WITHOUT_A_PROFILE = (
+    "SELECT count(*) FROM facet_weights f WHERE run_id = ? AND NOT EXISTS "
+    "(SELECT 1 FROM profiles p WHERE p.user_id = f.user_id AND p.status = 'ok' "
+    " AND p.as_of < f.ts)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from dynllm_tui.cli import EXIT_ERROR, main
 from models.vocabulary import FACETS
 from storage.workspace import Workspace
+from tests.cli.ablation_workspace import EVENTS_AFTER_A_PROFILE, WEIGHTS_WITHOUT_A_PROFILE
 from tests.conftest import DEMO_SLICE, REPO
 
 CLI = [sys.executable, "-m", "dynllm_tui.cli"]
@@ -119,14 +120,8 @@ def test_demo_builds_the_whole_pipeline_without_opening(tmp_path, capsys):
             "SELECT group_concat(facet, ','), sum(weight) FROM "
             "(SELECT user_id, ts, facet, weight FROM facet_weights WHERE run_id = 1 "
             " ORDER BY user_id, ts, rowid) GROUP BY user_id, ts").fetchall()
-        profiled_events = ws.conn.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT user_id, ts FROM interactions x WHERE EXISTS "
-            "(SELECT 1 FROM profiles p WHERE p.user_id = x.user_id AND p.status = 'ok' "
-            " AND p.as_of < x.ts))").fetchone()[0]
-        unprofiled = ws.conn.execute(
-            "SELECT count(*) FROM facet_weights f WHERE run_id = 1 AND NOT EXISTS "
-            "(SELECT 1 FROM profiles p WHERE p.user_id = f.user_id AND p.status = 'ok' "
-            " AND p.as_of < f.ts)").fetchone()[0]
+        profiled_events = ws.conn.execute(EVENTS_AFTER_A_PROFILE).fetchone()[0]
+        unprofiled = ws.conn.execute(WEIGHTS_WITHOUT_A_PROFILE, (1,)).fetchone()[0]
     assert profiled == 2 and run == [("done", 1)] and recommended == 200
     # The run really trained on the profiles: the config says so, and the replay stored the
     # attention over the facets at the profiled users' events (a snapshot before the batch, so

@@ -13,7 +13,14 @@ import pytest
 
 from storage.exports import FACET_KEY_COLUMNS, RECOMMENDATION_COLUMNS
 from storage.workspace import Workspace
-from tests.cli.ablation_workspace import ABLATION, SLICE_ROWS, ablation_workspace, cli
+from tests.cli.ablation_workspace import (
+    ABLATION,
+    EVENTS_AFTER_A_PROFILE,
+    SLICE_ROWS,
+    WEIGHTS_WITHOUT_A_PROFILE,
+    ablation_workspace,
+    cli,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +57,8 @@ def test_the_run_trains_with_profiles_and_stores_only_the_kept_facet(built):
         facets = ws.conn.execute(
             "SELECT facet, count(*), min(weight), max(weight) FROM facet_weights "
             "WHERE run_id = ? GROUP BY facet", (run,)).fetchall()
-        events = ws.conn.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT user_id, ts FROM interactions x WHERE EXISTS "
-            "(SELECT 1 FROM profiles p WHERE p.user_id = x.user_id AND p.status = 'ok' "
-            " AND p.as_of < x.ts))").fetchone()[0]
-        unprofiled = ws.conn.execute(
-            "SELECT count(*) FROM facet_weights f WHERE run_id = ? AND NOT EXISTS "
-            "(SELECT 1 FROM profiles p WHERE p.user_id = f.user_id AND p.status = 'ok' "
-            " AND p.as_of < f.ts)", (run,)).fetchone()[0]
+        events = ws.conn.execute(EVENTS_AFTER_A_PROFILE).fetchone()[0]
+        unprofiled = ws.conn.execute(WEIGHTS_WITHOUT_A_PROFILE, (run,)).fetchone()[0]
         recommended = ws.conn.execute(
             "SELECT count(DISTINCT user_id), count(*) FROM recommendations "
             "WHERE run_id = ? AND list = 'all'",

@@ -3,6 +3,8 @@ read-only workspace, `recommend --k` out of range. Each probe: exit 2 and one li
 and where (or, for a read command on a read-only workspace, the answer), the workspace unchanged.
 
 Real workspaces on the first 2,000 lines of the real Online Retail file, a real one-epoch run.
+One file past our ~400-line mark on purpose: the probes share that trained workspace (built once
+per module) and the helpers that run a command as another user or on a read-only mount.
 """
 
 from __future__ import annotations

@@ -178,3 +178,12 @@ async def settle(pilot) -> None:
         await pilot.pause()
         if all(w.is_finished for w in app.workers):
             break
+
+
+async def open_most_active_user(pilot):
+    """From anywhere: Users (most events first), then the first customer's detail screen."""
+    await pilot.press("2")
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+    return pilot.app.screen

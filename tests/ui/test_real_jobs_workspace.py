@@ -15,7 +15,7 @@ from dynllm_tui.ui.user_detail.user_detail_screen import UserDetailScreen
 from models.vocabulary import FACET_LABELS
 from storage.browse import find_user, user_detail
 from storage.workspace import Workspace
-from tests.ui.conftest import make_app, settle
+from tests.ui.conftest import make_app, open_most_active_user, settle
 
 pytestmark = pytest.mark.slow
 SIZE = (100, 30)
@@ -33,11 +33,7 @@ async def test_facet_view_shows_only_the_facet_of_an_ablation_run(ablation_works
     shutil.copy(ablation_workspace_file, db)
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")  # users, most events first
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        screen = app.screen
+        screen = await open_most_active_user(pilot)
         assert isinstance(screen, UserDetailScreen)
         with Workspace.open(db, create=False) as ws:
             detail = user_detail(ws, find_user(ws, screen.external_id))
@@ -67,11 +63,7 @@ async def test_an_absent_facet_reads_not_available_and_has_no_weight(ui_workspac
         conn.execute("DELETE FROM facet_weights WHERE facet = 'brands'")
     app = make_app(ui_workspace)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        screen = app.screen
+        screen = await open_most_active_user(pilot)
         assert isinstance(screen, UserDetailScreen) and screen.external_id == TOP_USER
         await pilot.press("n", "n", "n")
         await settle(pilot)

@@ -22,6 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Button
 
+from dynllm_tui.jobs.activate import describe_activation
 from dynllm_tui.jobs.training_lock import describe, training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.keys import bindings
@@ -82,6 +83,9 @@ class TrainingScreen(WorkbenchScreen):
         self.last_run: RunSummary | None = None
         self.interrupted: list[int] = []
         self._drain_timer: Timer | None = None
+        # The active run whose settings were last put in the form: the form follows a new
+        # active run, but a refresh never overwrites what the analyst typed or chose since.
+        self.prefill_seen: int | None = None
 
     def compose_body(self) -> Iterable[Any]:
         with Horizontal(id="training-body"):
@@ -121,10 +125,29 @@ class TrainingScreen(WorkbenchScreen):
 
     def show_runs(self, runs: list[RunSummary]) -> None:
         self.last_run = runs[0] if runs else None
+        self.prefill_from_active(runs)
         holder = self.holder
         self.interrupted = [r.id for r in runs
                             if run_status(r.status, r.id, r.created_at, holder) == "interrupted"]
         self.show_status()
+
+    def prefill_from_active(self, runs: list[RunSummary]) -> None:
+        """"Retrain like run #N": the form takes the active run's settings (the same choice
+        of active run as `storage.browse.active_run`: marked active, else the latest done)."""
+        done = [r for r in runs if r.status == "done"]
+        active = next((r for r in done if r.active), done[0] if done else None)
+        if active is None or self.running or active.id == self.prefill_seen:
+            return
+        self.prefill_seen = active.id
+        self.query_one(TrainingForm).fill_from_run(active.id, active.config)
+
+    @on(Button.Pressed, "#defaults")
+    def defaults_pressed(self) -> None:
+        self.action_validated_defaults()
+
+    def action_validated_defaults(self) -> None:
+        if not self.running:
+            self.query_one(TrainingForm).fill_defaults()
 
     def load_ablations(self) -> None:
         self.set_ablations(ABLATIONS)
@@ -302,8 +325,15 @@ class TrainingScreen(WorkbenchScreen):
         recall = headline_metrics(summary.test or {}).get("recall@10")
         if summary.status == "done":
             score = "—" if recall is None else f"{recall:.4f}"
-            return (f"Run #{summary.run_id} done after {summary.epochs} epochs: test "
-                    f"Recall@10 {score}; it is now the active run (see Runs)")
+            done = (f"Run #{summary.run_id} done after {summary.epochs} epochs: test "
+                    f"Recall@10 {score}")
+            reason = getattr(summary, "activation_reason", "")
+            if not reason:  # a child from before the activation rule: it made the run active
+                return f"{done}; it is now the active run (see Runs)"
+            return f"{done}.\n" + describe_activation(
+                summary.run_id, bool(summary.activated), reason, summary.compared_with,
+                summary.validation,
+                switch=f"to switch, select run #{summary.run_id} in Runs: Make active")
         if summary.best_epoch is None:
             return (f"Run #{summary.run_id} stopped before its first epoch finished: "
                     "nothing to keep")

@@ -21,8 +21,8 @@ REPORT_COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr",
 COLUMN_LABELS = {"repeat:recall@20": "repeat R@20", "repeat:ndcg@20": "repeat N@20",
                  "explore:recall@20": "explore R@20", "explore:ndcg@20": "explore N@20"}
 CONFIG_KEYS = ("epochs", "batch_size", "lr", "patience", "seed", "device")
-MODEL_SWITCHES = ("repeat_term", "no_profiles", "no_distill", "no_time_projection",
-                  "no_neighbours")
+# no_profiles is left to "with/without profiles" below, which also covers a workspace without
+MODEL_SWITCHES = ("repeat_term", "no_distill", "no_time_projection", "no_neighbours")
 
 
 def run_settings(config: dict[str, Any]) -> str:
@@ -34,7 +34,7 @@ def run_settings(config: dict[str, Any]) -> str:
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     parts += [k.replace("_", " ") for k in MODEL_SWITCHES if model.get(k)]
     facets = model.get("facets")
-    if isinstance(facets, list) and 0 < len(facets) < 4:
+    if isinstance(facets, list | tuple) and 0 < len(facets) < 4:
         parts.append("facets " + ",".join(map(str, facets)))
     if "with_profiles" in config:
         parts.append("with profiles" if config["with_profiles"] else "without profiles")

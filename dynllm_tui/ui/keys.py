@@ -67,6 +67,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("detail.list", "l", "recs_list", "Switch list: all, buy again, discover", "detail",
             show=False),
     KeySpec("runs.activate", "a", "activate", "Make active", "runs"),
+    KeySpec("runs.compare", "c", "compare", "Compare with…", "runs"),
     # Control keys: they must work while a form field has the focus (letters are typed there).
     KeySpec("training.start", "ctrl+s", "start_training", "Start training", "training"),
     KeySpec("training.cancel", "ctrl+g", "cancel_training", "Cancel training", "training"),

@@ -10,6 +10,9 @@ from storage.workspace import Workspace
 
 # hit@10 equals recall@10 with one positive per test event, so it is left out here
 HEADLINE_METRICS = ("recall@10", "ndcg@10", "mrr")
+# Purchase lines a customer needs before a first profile snapshot: the same figure as
+# models.data.snapshots.DEFAULT_FIRST_AFTER (storage may not import models; a test ties them).
+FIRST_SNAPSHOT_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,14 @@ class PipelineStatus:
     users_without_profile: int
     runs: list[RunSummary]
     active_run_id: int | None
+    # of users_without_profile: those with fewer than FIRST_SNAPSHOT_LINES purchase lines, whom
+    # the snapshot policy never profiles (by design, not work left to do)
+    users_below_threshold: int = 0
+
+    @property
+    def users_pending(self) -> int:
+        """Users still without a profile who could get one (enough purchase lines)."""
+        return self.users_without_profile - self.users_below_threshold
 
     @property
     def runs_done(self) -> int:
@@ -152,11 +163,18 @@ class PipelineStatus:
 
 
 def pipeline_status(ws: Workspace) -> PipelineStatus:
-    """Profiles made / failed / users still without one, and the runs with their metrics."""
+    """Profiles made / failed / users still without one (and how many of those are below the
+    first-snapshot threshold), and the runs with their metrics."""
     by_status = dict(ws.conn.execute("SELECT status, count(*) FROM profiles GROUP BY status"))
     users = ws.conn.execute("SELECT count(*) FROM users").fetchone()[0]
     profiled = ws.conn.execute(
         "SELECT count(DISTINCT user_id) FROM profiles WHERE status = 'ok'").fetchone()[0]
+    below = ws.conn.execute(
+        "SELECT count(*) FROM users u LEFT JOIN "
+        "(SELECT user_id, count(*) AS n FROM interactions GROUP BY user_id) c "
+        "ON c.user_id = u.id WHERE coalesce(c.n, 0) < ? AND u.id NOT IN "
+        "(SELECT user_id FROM profiles WHERE status = 'ok')",
+        (FIRST_SNAPSHOT_LINES,)).fetchone()[0]
     active = active_run(ws)
     return PipelineStatus(
         users=users,
@@ -166,4 +184,5 @@ def pipeline_status(ws: Workspace) -> PipelineStatus:
         users_without_profile=users - profiled,
         runs=list_runs(ws),
         active_run_id=active.id if active else None,
+        users_below_threshold=below,
     )

@@ -1,5 +1,6 @@
-"""Home: how far the pipeline has got (profiles made / pending / failed, runs and their test
-metrics, a training under way here or in another process) and the next step to take."""
+"""Home: how far the pipeline has got (profiles made / pending / failed, customers below the
+first-snapshot threshold, runs and their test metrics, a training under way here or in another
+process) and the next step to take."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dynllm_tui.jobs.training_lock import describe
 from dynllm_tui.ui.formatting import metric, short_time
 from dynllm_tui.ui.run_status import run_status
 from storage.browse import HEADLINE_METRICS, PipelineStatus
+from storage.browse.runs import FIRST_SNAPSHOT_LINES
 
 
 class PipelinePanel(Static):
@@ -35,11 +37,18 @@ class PipelinePanel(Static):
         grid.add_column()
         profiles = Text.assemble(
             (f"{status.profiles_ok:,}", "bold"), " made · ",
-            (f"{status.users_without_profile:,}", "bold"), " users pending · ",
+            (f"{status.users_pending:,}", "bold"), " users pending · ",
             (f"{status.profiles_failed:,}", "bold red" if status.profiles_failed else "bold"),
             " failed",
         )
         grid.add_row("Profiles", profiles)
+        if status.users_below_threshold:
+            # Not pending: the snapshot policy waits for a customer's 5th line, by design.
+            grid.add_row("", Text(
+                f"{status.users_below_threshold:,} customer"
+                f"{'' if status.users_below_threshold == 1 else 's'} with fewer than "
+                f"{FIRST_SNAPSHOT_LINES} purchase lines: no profile yet by design",
+                style="dim"))
         if not status.runs:
             grid.add_row("Runs", Text("none yet", style="italic"))
         else:

@@ -1,5 +1,6 @@
 """Runs: every training run with its metrics beside baselines and ablations; choose the active
-run (the one whose recommendations the app and the exports use)."""
+run (the one whose recommendations the app and the exports use); compare two runs (the compare
+key on one run, then on another)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dynllm_tui.ui.common.empty_state import EmptyState
 from dynllm_tui.ui.formatting import NO_RUN
 from dynllm_tui.ui.keys import bindings
 from dynllm_tui.ui.run_status import run_status
+from dynllm_tui.ui.runs.run_compare_panel import RunComparePanel
 from dynllm_tui.ui.runs.run_report import RunReport
 from dynllm_tui.ui.runs.runs_table import RunsTable
 from storage.browse import RunSummary, active_run, list_runs, set_active_run
@@ -34,12 +36,14 @@ class RunsScreen(WorkbenchScreen):
         super().__init__()
         self.runs: list[RunSummary] = []
         self.active_id: int | None = None
+        self.compare_from: int | None = None  # the run marked by the compare key
 
     def compose_body(self) -> Iterable[Any]:
         yield EmptyState(NO_RUN + "\nRuns appear here with their metrics; make one active "
                          "to see its recommendations.", id="no-runs", classes="hidden")
         yield RunsTable(id="runs")
         yield RunReport(id="report")
+        yield RunComparePanel(id="comparison", classes="hidden")
 
     def on_mount(self) -> None:
         self.query_one(RunsTable).focus()
@@ -74,11 +78,16 @@ class RunsScreen(WorkbenchScreen):
         self.query_one("#no-runs").set_class(has, "hidden")
         self.query_one(RunsTable).set_class(not has, "hidden")
         self.query_one(RunReport).set_class(not has, "hidden")
+        self.query_one(RunComparePanel).set_class(True, "hidden")
+        if self.compare_from not in {r.id for r in runs}:
+            self.compare_from = None
         self.query_one(RunsTable).show(runs, active_id)
         self.show_selected()
 
     def show_selected(self) -> None:
         selected = self.query_one(RunsTable).selected_run()
+        self.query_one(RunComparePanel).set_class(True, "hidden")
+        self.query_one(RunReport).set_class(not self.runs, "hidden")
         self.query_one(RunReport).show(next((r for r in self.runs if r.id == selected), None))
 
     @on(DataTable.RowHighlighted, "#runs")
@@ -88,6 +97,8 @@ class RunsScreen(WorkbenchScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "activate":
             return bool(self.runs)
+        if action == "compare":
+            return len(self.runs) > 1
         return True
 
     def action_activate(self) -> None:
@@ -96,6 +107,29 @@ class RunsScreen(WorkbenchScreen):
             self.notify(NO_RUN, severity="warning")
             return
         self.activate(selected)
+
+    def action_compare(self) -> None:
+        """First press: mark the selected run; second press on another run: show both side by
+        side in place of the report; on the marked run again: unmark it."""
+        selected = self.query_one(RunsTable).selected_run()
+        by_id = {r.id: r for r in self.runs}
+        if selected not in by_id:
+            self.notify(NO_RUN, severity="warning")
+            return
+        if self.compare_from is None or self.compare_from not in by_id:
+            self.compare_from = selected
+            self.notify(f"Run #{selected} marked: select another run and press the compare key "
+                        "again", title="Compare")
+            return
+        if self.compare_from == selected:
+            self.compare_from = None
+            self.notify(f"Run #{selected} unmarked", title="Compare")
+            return
+        first, self.compare_from = by_id[self.compare_from], None
+        self.query_one(RunReport).set_class(True, "hidden")
+        panel = self.query_one(RunComparePanel)
+        panel.set_class(False, "hidden")
+        panel.show(first, by_id[selected])
 
     @work(thread=True, exclusive=True, group="activate", exit_on_error=False)
     def activate(self, run_id: int) -> None:

@@ -3,6 +3,7 @@ failed operation left a workspace exactly as it was."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -66,3 +67,14 @@ def workspace_fingerprint(db: Path) -> tuple[str, tuple]:
     # Opening must not have changed the file either.
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
     return digest, content
+
+
+def write_head(source: Path, out: Path, rows: int) -> Path:
+    """The header and the first `rows` lines of a gzipped real file, as they are."""
+    with gzip.open(source, "rt", encoding="utf-8", newline="") as src, \
+            out.open("w", encoding="utf-8", newline="") as dst:
+        for n, line in enumerate(src):
+            if n > rows:
+                break
+            dst.write(line)
+    return out

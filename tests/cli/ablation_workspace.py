@@ -11,7 +11,6 @@ ablation and the app test that browses it; tests copy the file, never write to i
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, write_head
 
 SLICE_ROWS = 20_000  # 2010-12-01..09: nine days of baskets, a week boundary inside
 ABLATION = "facet:interests"
@@ -45,24 +44,13 @@ def cli(db: Path, *args: str, timeout: float = 600) -> str:
     return proc.stdout
 
 
-def write_slice(source: Path, out: Path, rows: int = SLICE_ROWS) -> Path:
-    """The header and the first `rows` lines of the real file, as they are."""
-    with gzip.open(source, "rt", encoding="utf-8", newline="") as fh, \
-            out.open("w", encoding="utf-8", newline="") as dst:
-        for n, line in enumerate(fh):
-            if n > rows:
-                break
-            dst.write(line)
-    return out
-
-
 def ablation_workspace(tmp_path_factory, online_retail: Path) -> AblationWorkspace:
     """The workspace of this test session, built on first use."""
     key = tmp_path_factory.getbasetemp()
     if key not in _BUILT:
         folder = tmp_path_factory.mktemp("ablation")
         db = folder / "ws.db"
-        data = write_slice(online_retail, folder / "slice20k.csv")
+        data = write_head(online_retail, folder / "slice20k.csv", SLICE_ROWS)
         imported = json.loads(cli(db, "import", str(data), "--preset", "online-retail",
                                   "--json"))
         profiled = json.loads(cli(db, "profiles", "--limit", "6", "--every", "week",

@@ -9,7 +9,6 @@ per module) and the helpers that run a command as another user or on a read-only
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -32,7 +31,7 @@ from storage.errors import DamagedWorkspaceError, DynllmError, ReadOnlyWorkspace
 from storage.importer import run_import
 from storage.presets import preset_spec
 from storage.workspace import Workspace
-from tests.conftest import REPO
+from tests.conftest import REPO, write_head
 
 CLI = [sys.executable, "-m", "dynllm_tui.cli"]
 REPLAY_K = 50
@@ -57,14 +56,7 @@ def _one_error_line(err: str) -> str:
 @pytest.fixture(scope="module")
 def slice2k(tmp_path_factory, online_retail_path) -> Path:
     """The header and first 2,000 rows of the real file."""
-    out = tmp_path_factory.mktemp("slice") / "slice2k.csv"
-    with gzip.open(online_retail_path, "rt", encoding="utf-8", newline="") as src, \
-            out.open("w", encoding="utf-8", newline="") as dst:
-        for n, line in enumerate(src):
-            if n > 2000:
-                break
-            dst.write(line)
-    return out
+    return write_head(online_retail_path, tmp_path_factory.mktemp("slice") / "slice2k.csv", 2000)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ of the active run by SQL so that the comparison goes one way for certain."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ from storage.browse.runs import get_run
 from storage.importer import run_import
 from storage.presets import preset_spec
 from storage.workspace import Workspace
-from tests.conftest import DEMO_SLICE
+from tests.conftest import DEMO_SLICE, write_head
 
 SLICE_LINES = 8_000
 ONE_EPOCH = {"epochs": 1, "device": "cpu", "patience": 1, "batch_size": 1024}
@@ -57,12 +56,7 @@ def slice_file(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("activation")
     db = workdir / "slice.db"
     csv = workdir / "slice.csv"
-    with gzip.open(DEMO_SLICE, "rt", encoding="utf-8", newline="") as src, \
-            csv.open("w", encoding="utf-8", newline="") as dst:
-        for n, line in enumerate(src):
-            if n > SLICE_LINES:
-                break
-            dst.write(line)
+    write_head(DEMO_SLICE, csv, SLICE_LINES)
     with Workspace.open(db) as ws:
         run_import(ws, preset_spec("online-retail", csv))
     return db

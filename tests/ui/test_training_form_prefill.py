@@ -5,7 +5,6 @@ whether the new run became active and, if not, which is better and by how much."
 
 from __future__ import annotations
 
-import gzip
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from dynllm_tui.ui.training.training_screen import TrainingScreen
 from storage.importer import run_import
 from storage.presets import preset_spec
 from storage.workspace import Workspace
-from tests.conftest import DEMO_SLICE
+from tests.conftest import DEMO_SLICE, write_head
 from tests.ui.conftest import make_app, settle
 
 RUN_SETTINGS = TrainParams(epochs=1, batch_size=256, lr=0.005, patience=2, seed=7,
@@ -39,12 +38,7 @@ def trained_file(tmp_path_factory) -> Path:
     """The first 6,000 lines of the demo slice, one real run with `RUN_SETTINGS`."""
     workdir = tmp_path_factory.mktemp("prefill")
     csv, db = workdir / "slice.csv", workdir / "ws.db"
-    with gzip.open(DEMO_SLICE, "rt", encoding="utf-8", newline="") as src, \
-            csv.open("w", encoding="utf-8", newline="") as dst:
-        for n, line in enumerate(src):
-            if n > 6_000:
-                break
-            dst.write(line)
+    write_head(DEMO_SLICE, csv, 6_000)
     with Workspace.open(db) as ws:
         run_import(ws, preset_spec("online-retail", csv))
     kwargs = RUN_SETTINGS.job_kwargs()

@@ -227,6 +227,15 @@ def _text_hash(text: str) -> str:
 
 def facet_texts(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
     """kind -> [(key, text)] of every text to embed: each facet of each ok profile, each item."""
+    out = profile_facet_texts(ws)
+    out["item"] = [(str(i), text or "") for i, text in
+                   ws.conn.execute("SELECT id, text FROM items ORDER BY id")]
+    return out
+
+
+def profile_facet_texts(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
+    """"profile.FIELD" -> [("user@as_of", text)] for each facet of each ok profile, as the
+    encoder embeds it (lists joined with '; ')."""
     from models.profiles.output import ProfileFacets
 
     out: dict[str, list[tuple[str, str]]] = {f"profile.{f}": [] for f in PROFILE_FIELDS}
@@ -236,8 +245,6 @@ def facet_texts(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
         facets = ProfileFacets(values[0] or "", *(json.loads(v or "[]") for v in values[1:]))
         for facet, text in facets.texts().items():
             out[f"profile.{facet}"].append((f"{user_id}@{as_of}", text))
-    out["item"] = [(str(i), text or "") for i, text in
-                   ws.conn.execute("SELECT id, text FROM items ORDER BY id")]
     return out
 
 

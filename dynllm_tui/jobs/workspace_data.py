@@ -96,9 +96,9 @@ def load_profile_vectors(ws: Workspace, encoder_name: str) -> dict[str, Any]:
 
 def _present_facets(ws: Workspace, keys: list[str]) -> np.ndarray:
     """bool [len(keys), n_facets]: the snapshot's facet text is not empty."""
-    from dynllm_tui.jobs.profiles import facet_texts
+    from dynllm_tui.jobs.profiles import profile_facet_texts
 
-    texts = facet_texts(ws)
+    texts = profile_facet_texts(ws)
     present = np.zeros((len(keys), len(PROFILE_FIELDS)), bool)
     row = {key: n for n, key in enumerate(keys)}
     for f, field in enumerate(PROFILE_FIELDS):

@@ -18,9 +18,10 @@ import torch
 from models.data.events import EventLog
 from models.data.neighbors import NeighborFinder
 from models.data.profile_index import ProfileIndex
-from models.evaluation.metrics import protocol_ranks_in_chunks
+from models.evaluation.metrics import Candidates, RowExclusions, protocol_ranks
 from models.evaluation.protocols import batch_protocols
 from models.network.dynllm import DynLLM, bpr_loss, sample_negatives
+from models.network.item_table import ItemTable, item_table_supported
 from models.network.memory import NodeMemory
 
 
@@ -60,6 +61,71 @@ def profile_inputs(
     return profiles.lookup(users, np.full(len(users), cut_time))
 
 
+def shared_rows(users: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """For each event of a batch, the first event with the same (user, time): in eval mode
+    those have the same user embedding (same memory, neighbours, gap, profile and repeat
+    evidence), so their item scores are computed once. A basket of twenty lines is one row."""
+    keys = np.stack((users.astype(np.float64), times), axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)]
+
+
+def ranks_of_shared_rows(
+    user_rows: torch.Tensor,
+    same_as: np.ndarray,
+    item_matrix: torch.Tensor,
+    true_items: torch.Tensor,
+    protocols: dict[str, Candidates],
+    chunk: int = 1024,
+    adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """models.evaluation.metrics.protocol_ranks_in_chunks for rows where row b equals row
+    same_as[b]: each chunk's scores are computed for its distinct rows only, then spread to the
+    events (the per-event parts, the repeat term and the ranking, stay per event)."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in protocols}
+    for lo in range(0, len(user_rows), chunk):
+        hi = min(lo + chunk, len(user_rows))
+        distinct, spread = np.unique(same_as[lo:hi], return_inverse=True)
+        scores = user_rows[torch.as_tensor(distinct, device=user_rows.device)] @ item_matrix.T
+        if (adjust is None and len(distinct) < hi - lo and torch.isfinite(scores).all()
+                and all(c is None for c in protocols.values())):
+            r = _full_ranks_by_row(scores, spread.reshape(-1), true_items[lo:hi])
+            for name in protocols:
+                parts[name].append(r)
+            continue
+        if len(distinct) < hi - lo:
+            scores = scores.index_select(0, torch.as_tensor(spread.reshape(-1),
+                                                            device=scores.device))
+        if adjust is not None:
+            scores = adjust(scores, lo)
+        part = {name: c.rows(lo, hi) if isinstance(c, RowExclusions) else c
+                for name, c in protocols.items()}
+        for name, r in protocol_ranks(scores, true_items[lo:hi], part, overwrite=True).items():
+            parts[name].append(r)
+    return {name: torch.cat(p) if p else torch.zeros(0, dtype=torch.float64)
+            for name, p in parts.items()}
+
+
+def _full_ranks_by_row(scores: torch.Tensor, row_of: np.ndarray,
+                       true_items: torch.Tensor) -> torch.Tensor:
+    """protocol_ranks under the full protocol for events whose scores are row row_of[b] of
+    `scores` (finite): the same sign sums, taken row by row against that row's events, so the
+    [events, n_items] matrix is never written out."""
+    device = scores.device
+    true_items = true_items.to(device)
+    order = np.argsort(row_of, kind="stable")
+    bounds = np.searchsorted(row_of[order], np.arange(len(scores) + 1))
+    totals = torch.empty(len(row_of), dtype=torch.float64, device=device)
+    for row in range(len(scores)):
+        events = torch.as_tensor(order[bounds[row]:bounds[row + 1]], device=device)
+        if not len(events):
+            continue
+        line = scores[row]
+        diffs = line.unsqueeze(0) - line[true_items[events]].unsqueeze(1)
+        totals[events] = diffs.sign_().sum(1).double()
+    return ((totals + scores.shape[1] + 1) / 2).cpu()
+
+
 def run_batches(
     model: DynLLM,
     memory: NodeMemory,
@@ -77,16 +143,23 @@ def run_batches(
     on_batch: Callable[[BatchView], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     epoch: int | None = None,
+    item_table: bool = True,
 ) -> StreamResult:
     """Train on `batches` when an optimizer is given; otherwise score them (ranking the true
     item under each protocol in `candidates`, e.g. {"full": None}) without gradients. Batches
-    must be consecutive in time after whatever `memory` has already seen."""
+    must be consecutive in time after whatever `memory` has already seen.
+
+    Ranking embeds all items at every batch: `item_table` (the default) takes them from an
+    ItemTable, which shares across batches what did not change (models/network/item_table.py);
+    False recomputes them with DynLLM.item_embeddings (the reference the tests compare with)."""
     training = optimizer is not None
     if training and rng is None:
         raise ValueError("training needs an rng for negative sampling")
     model.train(training)
     result = StreamResult(ranks={name: [] for name in (candidates or {})})
     all_items = np.arange(model.n_items)
+    table = (ItemTable(model) if candidates and not training and item_table
+             and item_table_supported(model) else None)
     for b, events in enumerate(batches):
         if should_stop is not None and should_stop():
             break
@@ -129,10 +202,12 @@ def run_batches(
                 item_emb = model.item_embeddings(memory, finder, needed, cut)
                 pos = item_emb[torch.as_tensor(inverse, device=model.device)]
             else:
-                item_emb = model.item_embeddings(memory, finder, all_items, cut)
+                item_emb = (table.embeddings(memory, finder, cut) if table is not None
+                            else model.item_embeddings(memory, finder, all_items, cut))
                 true = torch.as_tensor(items, device=model.device)
-                ranks = protocol_ranks_in_chunks(
-                    user_out.embedding, item_emb, true, batch_protocols(candidates, events), chunk,
+                ranks = ranks_of_shared_rows(
+                    user_out.embedding, shared_rows(users, times), item_emb, true,
+                    batch_protocols(candidates, events), chunk,
                     adjust=None if user_out.repeat is None else user_out.repeat.add_to)
                 for name, r in ranks.items():
                     result.ranks[name].append(r)

@@ -1,5 +1,9 @@
 """Stage 4 helpers: users and items of the kept rows, written inside the import's transaction.
 
+A chunked import numbers ids chunk by chunk (IdMap) and keeps, per user and per item, only its
+latest kept row so far (LatestRows); both are O(unique users + items), and both write once at
+the end, so the result is the same whatever the chunk size.
+
 New external ids get the next integer ids; known ones keep theirs. An item's title, category,
 brand and price come from its latest row (a row with a title wins over a later one without),
 then from the items file; an older file never overwrites newer text. Users take their attributes
@@ -40,36 +44,27 @@ def last_per_group(group: np.ndarray, ts: np.ndarray, mask: np.ndarray | None = 
     return dict(zip(group[order][last].tolist(), order[last].tolist(), strict=True))
 
 
-def assign_ids(
-    conn: sqlite3.Connection, table: str, keys: pa.ChunkedArray
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Integer ids for external ids (existing ones reused); returns per-row ids and the new ones."""
-    known = dict(conn.execute(f"SELECT external_id, id FROM {table}"))
-    next_id = (conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) + 1
-    distinct = pc.unique(keys)
-    new: dict[str, int] = {}
-    ids = []
-    for key in distinct.to_pylist():
-        found = known.get(key)
-        if found is None:
-            found = new[key] = next_id
-            next_id += 1
-        ids.append(found)
-    position = pc.index_in(keys, value_set=distinct).to_numpy()
-    return np.asarray(ids, dtype=np.int64)[position], new
+class IdMap:
+    """External id -> integer id for one table, across the chunks of one import: known ids are
+    reused, new ones numbered from max(id) + 1 in order of first appearance. O(unique ids)."""
 
+    def __init__(self, conn: sqlite3.Connection, table: str) -> None:
+        self.ids: dict[str, int] = dict(conn.execute(f"SELECT external_id, id FROM {table}"))
+        self.next_id = (conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) + 1
+        self.new: dict[str, int] = {}
 
-@dataclass
-class Entities:
-    """Kept rows seen per user and per item, for writing users and items."""
-
-    rows: Classified
-    data: pa.Table
-    kept: np.ndarray
-    user_keys: pa.ChunkedArray
-    item_keys: pa.ChunkedArray
-    user_ids: np.ndarray
-    item_ids: np.ndarray
+    def assign(self, keys: pa.ChunkedArray) -> np.ndarray:
+        """Per-row integer ids of `keys` (new ones are numbered now)."""
+        distinct = pc.unique(keys)
+        ids = []
+        for key in distinct.to_pylist():
+            found = self.ids.get(key)
+            if found is None:
+                found = self.ids[key] = self.new[key] = self.next_id
+                self.next_id += 1
+            ids.append(found)
+        position = pc.index_in(keys, value_set=distinct).to_numpy()
+        return np.asarray(ids, dtype=np.int64)[position]
 
 
 def _item_text(title: str | None, category: str | None, brand: str | None) -> str:
@@ -91,56 +86,87 @@ def cells_at(data: pa.Table, columns: list[str | None], rows: np.ndarray) -> dic
     }
 
 
-def write_items(conn: sqlite3.Connection, ent: Entities, cmap: ColumnMap, side: SideTable | None,
-                 import_id: int) -> int:
-    """Insert new items and refresh the text of known ones (the latest row wins)."""
-    rows, kept = ent.rows, ent.kept
-    ts = rows.ts[kept]
-    latest = last_per_group(ent.item_ids, ts)
-    latest_titled = latest
-    if rows.title is not None:
+@dataclass
+class Latest:
+    """An entity's latest kept row so far, by (time, row order): what its text comes from."""
+
+    ts: int
+    key: str
+    cells: dict[str, str | None]
+    price: float | None = None
+
+
+class LatestRows:
+    """Per user or item id, the fields of its latest kept row (and, for items, of its latest
+    row with a title), merged chunk by chunk: a later chunk's row wins ties because it comes
+    later in the file. O(unique ids) state."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = [c for c in dict.fromkeys(columns) if c]
+        self.latest: dict[int, Latest] = {}
+        self.titles: dict[int, tuple[int, str | None]] = {}
+
+    def update(self, rows: Classified, data: pa.Table, kept: np.ndarray, ids: np.ndarray,
+               keys: pa.ChunkedArray, with_titles: bool = False) -> None:
+        ts = rows.ts[kept]
+        latest = last_per_group(ids, ts)
+        slots = list(latest)
+        positions = np.array([latest[i] for i in slots], dtype=np.int64)
+        names = keys.take(pa.array(positions)).to_pylist() if len(positions) else []
+        cells = cells_at(data, self.columns, kept[positions])
+        for slot, entity in enumerate(slots):
+            when = int(ts[positions[slot]])
+            old = self.latest.get(entity)
+            if old is None or when >= old.ts:
+                price = float(rows.price[kept[positions[slot]]])
+                self.latest[entity] = Latest(when, names[slot],
+                                             {c: v[slot] for c, v in cells.items()},
+                                             None if price != price else price)
+        if not with_titles or rows.title is None:
+            return
         has_title = np.asarray(pc.not_equal(rows.title, "").to_numpy(zero_copy_only=False),
                                dtype=bool)[kept]
-        if not has_title.all():
-            latest_titled = last_per_group(ent.item_ids, ts, has_title)
+        titled = last_per_group(ids, ts, has_title)
+        if not titled:
+            return
+        positions = np.array(list(titled.values()), dtype=np.int64)
+        texts = rows.title.take(pa.array(kept[positions])).to_pylist()
+        for entity, position, title in zip(titled, positions.tolist(), texts, strict=True):
+            when = int(ts[position])
+            old_title = self.titles.get(entity)
+            if old_title is None or when >= old_title[0]:
+                self.titles[entity] = (when, title or None)
+
+
+def write_items(conn: sqlite3.Connection, seen: LatestRows, cmap: ColumnMap, in_main: set[str],
+                side: SideTable | None, import_id: int) -> int:
+    """Insert new items and refresh the text of known ones (the latest row wins); returns how
+    many items-file rows no kept interaction refers to. `in_main`: the main file's columns."""
     existing = {
         r[0]: r[1:] for r in conn.execute(
             "SELECT id, title_ts, title, category, brand, price, attributes FROM items")
     }
-    side_title = [c for c in cmap.title if c not in ent.data.column_names]
-    item_ids = list(latest)
-    positions = np.array([latest[i] for i in item_ids], dtype=np.int64)
-    keys = ent.item_keys.take(pa.array(positions)).to_pylist()
-    cells = cells_at(ent.data, [cmap.category, cmap.brand, *cmap.item_attributes.values()],
-                   kept[positions])
-    titled = np.array([latest_titled.get(i, -1) for i in item_ids], dtype=np.int64)
-    titles = [None] * len(item_ids)
-    if rows.title is not None:
-        found_title = titled >= 0
-        taken = rows.title.take(pa.array(kept[titled[found_title]])).to_pylist()
-        for slot, title in zip(np.flatnonzero(found_title).tolist(), taken, strict=True):
-            titles[slot] = title or None
+    side_title = [c for c in cmap.title if c not in in_main]
     out = []
-    for slot, item_id in enumerate(item_ids):
-        key, title = keys[slot], titles[slot]
-        when = int(ts[positions[slot]])
-        category = cells[cmap.category][slot] if cmap.category in cells else None
-        brand = cells[cmap.brand][slot] if cmap.brand in cells else None
-        price = rows.price[kept[positions[slot]]]
-        price = None if price != price else float(price)
+    for item_id in sorted(seen.latest):
+        row = seen.latest[item_id]
+        key, when, cells, price = row.key, row.ts, row.cells, row.price
+        title = seen.titles.get(item_id, (0, None))[1]
+        category = cells.get(cmap.category) if cmap.category else None
+        brand = cells.get(cmap.brand) if cmap.brand else None
         attrs: dict[str, object] = {
-            k: cells[c][slot] for k, c in cmap.item_attributes.items() if c in cells
+            k: cells[c] for k, c in cmap.item_attributes.items() if c in cells
         }
         found = side.rows.get(key) if side is not None else None
         if found is not None:
             if side_title:
                 title = " ".join(t for t in (found.get(c) for c in side_title) if t) or title
-            if cmap.category and cmap.category not in ent.data.column_names:
+            if cmap.category and cmap.category not in in_main:
                 category = found.get(cmap.category)
-            if cmap.brand and cmap.brand not in ent.data.column_names:
+            if cmap.brand and cmap.brand not in in_main:
                 brand = found.get(cmap.brand)
             attrs.update({k: found.get(c) for k, c in cmap.item_attributes.items()
-                          if c not in ent.data.column_names})
+                          if c not in in_main})
         attrs = {k: v for k, v in attrs.items() if v is not None}
         old = existing.get(item_id)
         if old is not None:
@@ -162,30 +188,26 @@ def write_items(conn: sqlite3.Connection, ent: Entities, cmap: ColumnMap, side: 
     )
     if side is None:
         return 0
-    return len(side.ids - set(ent.item_keys.to_pylist()))
+    return len(side.ids - {row.key for row in seen.latest.values()})
 
 
-def write_users(conn: sqlite3.Connection, ent: Entities, cmap: ColumnMap, side: SideTable | None,
-                 import_id: int) -> None:
+def write_users(conn: sqlite3.Connection, seen: LatestRows, cmap: ColumnMap, in_main: set[str],
+                side: SideTable | None, import_id: int) -> None:
     """Insert new users; attributes come from the latest row and from the users file."""
-    kept = ent.kept
-    latest = last_per_group(ent.user_ids, ent.rows.ts[kept])
     existing = dict(conn.execute("SELECT id, attributes FROM users"))
-    in_main = {k: c for k, c in cmap.user_attributes.items() if c in ent.data.column_names}
-    in_side = {k: c for k, c in cmap.user_attributes.items() if c not in ent.data.column_names}
-    user_ids = list(latest)
-    positions = np.array([latest[u] for u in user_ids], dtype=np.int64)
-    keys = ent.user_keys.take(pa.array(positions)).to_pylist()
-    cells = cells_at(ent.data, list(in_main.values()), kept[positions])
+    main_attrs = {k: c for k, c in cmap.user_attributes.items() if c in in_main}
+    side_attrs = {k: c for k, c in cmap.user_attributes.items() if c not in in_main}
     out = []
-    for slot, user_id in enumerate(user_ids):
-        key = keys[slot]
-        attrs: dict[str, object] = {k: cells[c][slot] for k, c in in_main.items() if c in cells}
+    for user_id in sorted(seen.latest):
+        row = seen.latest[user_id]
+        key = row.key
+        attrs: dict[str, object] = {k: row.cells[c] for k, c in main_attrs.items()
+                                    if c in row.cells}
         found = side.rows.get(key) if side is not None else None
         if found is not None:
             # With no user.X mapping, every column of the users file is an attribute.
-            pick = in_side or ({} if cmap.user_attributes else
-                               {c: c for c in found if c != cmap.user})
+            pick = side_attrs or ({} if cmap.user_attributes else
+                                  {c: c for c in found if c != cmap.user})
             attrs.update({k: found.get(c) for k, c in pick.items()})
         attrs = {k: v for k, v in attrs.items() if v is not None}
         old = existing.get(user_id)

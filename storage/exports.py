@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.browse.common import BrowseError
+from storage.browse.segments import segment_user_ids
 from storage.browse.user_detail import (
     check_list_name,
     group_facet_rows,
@@ -127,9 +128,11 @@ def export_recommendations(
     progress: Callable[[int, int, str], None] | None = None,
     list: str = "all",
     reasons: bool = False,
+    segment: str | None = None,
 ) -> int:
     """Write the top-`k` of one of the run's lists ("all", "buy-again" or "discover") for each
-    user, with a `reason` column when `reasons`; returns the number of rows written. A run
+    user (of crowd segment `segment` when given), with a `reason` column when `reasons`;
+    returns the number of rows written. A run
     stored before the lists and reasons has the "all" list only and no reasons: asking it for
     more is refused with a message that says so, and nothing is written."""
     if k < 1:
@@ -142,6 +145,13 @@ def export_recommendations(
     if (name != "all" or reasons) and not run_has_lists(ws, run):
         raise ExportError(stored_before_lists(run))
     where, params = _user_filter(ws, users)
+    if segment is not None:
+        try:
+            segment_user_ids(ws, segment)  # an unknown name is one clear line, not 0 rows
+        except BrowseError as exc:
+            raise ExportError(str(exc)) from None
+        where += " AND r.user_id IN (SELECT user_id FROM user_stats WHERE segment = ?)"
+        params = [*params, segment]
     generated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     total = ws.conn.execute(
         "SELECT count(*) FROM recommendations r JOIN users u ON u.id = r.user_id "

@@ -236,11 +236,68 @@ def _v5_recommendation_lists(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE recommendations_v4")
 
 
+def _v6_user_stats(db: sqlite_utils.Database) -> None:
+    """Per-user statistics kept in the workspace (they were a TEMP table rebuilt by every new
+    connection: 1.27 s for the first Users page at 16x Online Retail). One row per user, an
+    index (column, user_id) for every column the Users screen sorts or filters by, the rowids
+    the table was last refreshed at, and triggers that keep `segment` (the crowd segment of
+    the user's latest ok profile) in step with every write to profiles. The rows are derived
+    data, filled here by the same refresh an import runs (storage/user_stats.py)."""
+    db.execute(
+        "CREATE TABLE user_stats (user_id INTEGER PRIMARY KEY REFERENCES users(id), "
+        "external_id TEXT NOT NULL, attribute TEXT, events INTEGER NOT NULL DEFAULT 0, "
+        "purchases INTEGER NOT NULL DEFAULT 0, repeat_events INTEGER NOT NULL DEFAULT 0, "
+        "first_ts INTEGER, last_ts INTEGER, segment TEXT)")
+    for column in ("external_id", "attribute", "events", "first_ts", "last_ts", "segment"):
+        db.execute(f"CREATE INDEX user_stats_{column} ON user_stats ({column}, user_id)")
+    db.execute("CREATE TABLE user_stats_state (name TEXT PRIMARY KEY, value TEXT)")
+    latest = ("(SELECT p.crowd_segment FROM profiles p WHERE p.user_id = {who}.user_id "
+              "AND p.status = 'ok' ORDER BY p.as_of DESC LIMIT 1)")
+    for event, who in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        extra = ""
+        if event == "UPDATE":  # a profile moved to another user: the old user's segment too
+            extra = (f"UPDATE user_stats SET segment = {latest.format(who='OLD')} "
+                     "WHERE user_id = OLD.user_id AND OLD.user_id IS NOT NEW.user_id; ")
+        db.execute(
+            f"CREATE TRIGGER user_stats_segment_{event.lower()} AFTER {event} ON profiles "
+            f"BEGIN UPDATE user_stats SET segment = {latest.format(who=who)} "
+            f"WHERE user_id = {who}.user_id; {extra}END")
+    from storage.user_stats import rebuild_user_stats
+
+    rebuild_user_stats(db.conn)
+
+
+def _v7_taxonomy(db: sqlite_utils.Database) -> None:
+    """The taxonomy derived for a catalogue without categories (storage/taxonomy.py,
+    models/profiles/taxonomy.py): one row per version (a digest of item set, k, seed, encoder,
+    LLM, naming prompt), its named clusters, and every item's cluster."""
+    db["taxonomies"].create(
+        {"version": str, "k": int, "k_asked": int, "k_rule": str, "silhouettes": str,
+         "seed": int,
+         "encoder": str, "llm": str, "prompt_version": str, "n_items": int, "notes": str,
+         "created_at": str},
+        pk="version", not_null={"k", "seed"},
+    )
+    db["taxonomy_clusters"].create(
+        {"version": str, "cluster": int, "name": str, "name_source": str, "size": int,
+         "central_titles": str, "raw_answer": str},
+        pk=("version", "cluster"), not_null={"name", "size"},
+        foreign_keys=[("version", "taxonomies", "version")],
+    )
+    db["item_clusters"].create(
+        {"version": str, "item_id": int, "cluster": int},
+        pk=("version", "item_id"), not_null={"cluster"},
+        foreign_keys=[("version", "taxonomies", "version"), ("item_id", "items", "id")],
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_profiles,
     _v3_runs,
     _v4_facet_weights_long,
     _v5_recommendation_lists,
+    _v6_user_stats,
+    _v7_taxonomy,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -87,17 +87,23 @@ def export_job(
     progress: Callable[[int, int, str], None] | None = None,
     list_name: str = "all",
     reasons: bool = False,
+    segment: str | None = None,
 ) -> int:
     """Write `what` ("recommendations" or "facets") of run `run_id` (default: the active run)
     for `users` (default: everyone) to `out`; returns the number of rows written. For
     recommendations, `list_name` picks the list ("all", "buy-again", "discover") and `reasons`
-    adds the reason column; a run stored before the lists is refused for either."""
+    adds the reason column; a run stored before the lists is refused for either; `segment`
+    keeps the users of that crowd segment."""
     if what not in WHAT:
         raise ExportError(f"unknown export {what!r}; choose one of {', '.join(WHAT)}")
     with Workspace.open(db, readonly=True) as ws:  # reads only: works when read-only
         if what == "recommendations":
             return export_recommendations(ws, out, k=k, run_id=run_id, users=users,
-                                          progress=progress, list=list_name, reasons=reasons)
+                                          progress=progress, list=list_name, reasons=reasons,
+                                          segment=segment)
+        if segment is not None:
+            raise ExportError("--segment is an option of the recommendations export, not of "
+                              "facets")
         if list_name != "all" or reasons:
             raise ExportError("a list and reasons are options of the recommendations export, "
                               "not of facets")

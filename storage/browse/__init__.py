@@ -2,8 +2,9 @@
 
 Plain functions over an open `Workspace`, no Textual, so that every screen's content is also
 testable and scriptable headless. One module per subject: `runs` (runs, the active run, the
-home screen's pipeline status), `users` (the paged users table, search, look-up) and
-`user_detail` (one user's purchases, profiles and a run's outputs for them). The one write here
+home screen's pipeline status), `users` (the paged users table, search, filters, look-up),
+`segments` (customers by crowd segment) and `user_detail` (one user's purchases, profiles and
+a run's outputs for them). The one write here
 is `set_active_run` (the run whose recommendations the app shows). Every public name is
 importable from `storage.browse` itself.
 """
@@ -19,6 +20,15 @@ from storage.browse.runs import (
     list_runs,
     pipeline_status,
     set_active_run,
+)
+from storage.browse.segments import (
+    SegmentDetail,
+    SegmentItem,
+    SegmentRow,
+    SegmentsPage,
+    segment_detail,
+    segment_user_ids,
+    segments_page,
 )
 from storage.browse.user_detail import (
     LIST_LABELS,
@@ -46,6 +56,7 @@ from storage.browse.users import (
     UsersPage,
     attribute_label,
     data_version,
+    ensure_user_stats,
     find_user,
     search_user_ids,
     users_page,
@@ -59,5 +70,6 @@ __all__ = [
     "set_active_run", "user_detail", "user_facet_weights", "user_memory_trace",
     "user_profile_snapshots", "user_recommendations", "user_timeline", "users_page",
     "LIST_LABELS", "RECOMMENDATION_LISTS", "check_list_name", "run_has_lists",
-    "stored_before_lists",
+    "stored_before_lists", "SegmentDetail", "SegmentItem", "SegmentRow", "SegmentsPage",
+    "segment_detail", "segment_user_ids", "segments_page", "ensure_user_stats",
 ]

@@ -193,3 +193,54 @@ def test_export_one_customer_from_a_real_terminal(tmp_path, e2e_workspace):
     stamps = {r[7] for r in rows[1:]}
     assert len(stamps) == 1 and time.strptime(stamps.pop(), "%Y-%m-%dT%H:%M:%SZ")
     assert sorted(p.name for p in work.iterdir()) == ["e2e-one.csv"]
+
+
+def test_segments_to_a_customer_to_discover_and_export(tmp_path, e2e_workspace):
+    """Home -> Segments -> a segment (its detail; its recommendations exported with the
+    segment key) -> Enter: Users filtered to it -> its top customer -> Discover -> export."""
+    from tests.ui.recommendation_lists import add_lists
+    from tests.ui.segments_workspace import GIFT, add_segment_profiles
+
+    add_lists(e2e_workspace)
+    add_segment_profiles(e2e_workspace)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    segment_file = work / "recommendations-gift-shop-wholesaler.csv"
+    term = Terminal([str(_console_script()), "--db", str(e2e_workspace)], cwd=work,
+                    env=_clean_env(tmp_path))
+    try:
+        term.wait_text("Home", "Segments", "ws.db", timeout=START_TIMEOUT)
+        term.send("5")
+        term.wait_text("3 segments", "193 of 200 customers have no profile", GIFT,
+                       "Buy again · most recommended")
+        term.send("w")  # the highlighted (first) segment's recommendations
+        term.wait_for("the segment's file", lambda s: segment_file.exists(), STEP_TIMEOUT)
+        term.wait_text("wrote", "rows to")
+        term.send("\r")  # its customers in Users
+        shown = term.wait_text("3 users", "Filtered: segment = 'Gift shop wholesaler'")
+        assert TOP_USER in shown
+        term.send("\r")  # the top customer of the segment
+        term.wait_text(f"Customer {TOP_USER}", "run #1")
+        term.send("l")  # all -> buy again
+        term.wait_text("Buy again")
+        term.send("l")  # -> discover
+        term.wait_text("Discover", "new to this customer")
+        term.send("e")
+        term.wait_text("One customer", "recommendations.csv")
+        term.send("\x13")  # ctrl+s: write the file
+        out = work / "recommendations.csv"
+        term.wait_for("the customer's file", lambda s: out.exists(), STEP_TIMEOUT)
+        term.wait_text("wrote")
+        term.send("q")
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+
+    with open(segment_file, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with Workspace.open(e2e_workspace, create=False) as ws:
+        members = {e for (e,) in ws.conn.execute(
+            "SELECT external_id FROM user_stats WHERE segment = ?", (GIFT,))}
+    assert rows and {r["user_id"] for r in rows} == members
+    with open(work / "recommendations.csv", newline="", encoding="utf-8") as fh:
+        assert {r["user_id"] for r in csv.DictReader(fh)} == {TOP_USER}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 SORT_LABELS = {"events": "events", "first": "first purchase", "last": "last purchase",
-               "id": "customer id"}
+               "id": "customer id", "attribute": "attribute", "segment": "segment"}
 
 
 class StatusLine(Static):
@@ -14,8 +14,9 @@ class StatusLine(Static):
     """
 
     def show(self, *, total: int, loaded: int, search: str, sort: str, descending: bool,
-             loading: bool = False) -> None:
+             loading: bool = False, attribute_label: str = "attribute") -> None:
         what = f"{total:,} users" + (f" matching {search!r}" if search.strip() else "")
-        order = f"by {SORT_LABELS[sort]} {'▼' if descending else '▲'}"
+        label = attribute_label if sort == "attribute" else SORT_LABELS[sort]
+        order = f"by {label} {'▼' if descending else '▲'}"
         more = " · loading…" if loading else ""
         self.update(f"{what} · {order} · {loaded:,} loaded{more}")

@@ -1,4 +1,6 @@
-"""Users: search as you type, sort by events / first / last purchase / id, open a user.
+"""Users: search as you type, sort by any column (a key cycles, a header click sorts or
+reverses), filter by exact segment and country (keys take the highlighted row's value; Segments
+opens this screen filtered to a segment), open a user.
 
 Pages of 100 users come from `storage.browse.users_page` (SQL LIMIT/OFFSET over an indexed
 statistics table), the next one when the cursor nears the end of what is loaded.
@@ -21,6 +23,7 @@ from textual.worker import get_current_worker
 
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.keys import bindings
+from dynllm_tui.ui.users.filter_line import FilterLine
 from dynllm_tui.ui.users.search_bar import SearchBar
 from dynllm_tui.ui.users.status_line import StatusLine
 from dynllm_tui.ui.users.users_table import SORTABLE, UsersTable
@@ -31,8 +34,9 @@ if TYPE_CHECKING:
 
 PAGE = 100
 PUSH_WAIT = 0.1  # seconds the reused detail screen waits for its data before it shows anyway
-SORT_CYCLE = ("events", "last", "first", "id")
-DEFAULT_DESCENDING = {"events": True, "last": True, "first": False, "id": False}
+SORT_CYCLE = ("events", "last", "first", "id", "attribute", "segment")
+DEFAULT_DESCENDING = {"events": True, "last": True, "first": False, "id": False,
+                      "attribute": False, "segment": False}
 
 
 class UsersScreen(WorkbenchScreen):
@@ -49,6 +53,9 @@ class UsersScreen(WorkbenchScreen):
         self.loading = False
         self.generation = 0
         self.version = ""
+        self.segment: str | None = None  # exact-match filters (None: not filtered)
+        self.attribute: str | None = None
+        self.attribute_label = "country"
         self._debounce: Timer | None = None
         self._detail: UserDetailScreen | None = None  # reused for every user opened here
         self._push_timer: Timer | None = None
@@ -56,18 +63,35 @@ class UsersScreen(WorkbenchScreen):
     def compose_body(self) -> Iterable[Any]:
         yield SearchBar(id="search")
         yield StatusLine("Loading users…", id="status")
+        yield FilterLine(id="filters")
         yield UsersTable(id="users")
 
     def on_mount(self) -> None:
         self.query_one(UsersTable).focus()
+        self._take_filter_request()
         self.reload()
 
     def refresh_data(self) -> None:
-        self.reload(rebuild=True)
+        self.reload()
 
     def on_screen_resume(self) -> None:
-        if self.version:  # back from a user or another section: reload only if data changed
+        if self._take_filter_request():  # Segments asked for one segment's customers
+            self.reload()
+        elif self.version:  # back from a user or another section: reload only if data changed
             self.check_version(self.version)
+
+    def _take_filter_request(self) -> bool:
+        """Apply the filters another screen left for this one (`app.users_filter_request`);
+        True when they changed what this screen shows."""
+        request = getattr(self.app, "users_filter_request", None)
+        if request is None:
+            return False
+        self.app.users_filter_request = None
+        segment, attribute = request
+        if (segment, attribute) == (self.segment, self.attribute):
+            return False
+        self.segment, self.attribute = segment, attribute
+        return True
 
     @work(thread=True, exclusive=True, group="version", exit_on_error=False)
     def check_version(self, version: str) -> None:
@@ -85,14 +109,17 @@ class UsersScreen(WorkbenchScreen):
         self.generation += 1
         self.loading = True
         self._status()
-        self.load_page(self.generation, 0, self.search, self.sort, self.descending, rebuild)
+        self.load_page(self.generation, 0, self.search, self.sort, self.descending, rebuild,
+                       self.segment, self.attribute)
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def load_page(self, generation: int, offset: int, search: str, sort: str, descending: bool,
-                  rebuild: bool = False) -> None:
+                  rebuild: bool = False, segment: str | None = None,
+                  attribute: str | None = None) -> None:
         try:
             page = self.fetch(users_page, search=search, sort=sort, descending=descending,
-                              offset=offset, limit=PAGE, rebuild=rebuild)
+                              offset=offset, limit=PAGE, rebuild=rebuild, segment=segment,
+                              attribute=attribute)
         except Exception as exc:
             self.fail("Users", exc)
             self.deliver(self._failed, generation)
@@ -115,13 +142,18 @@ class UsersScreen(WorkbenchScreen):
             table.append(page.rows)
         self.total = page.total
         self.version = page.version
+        self.attribute_label = page.attribute_label
         self.loading = False
         self._status()
 
     def _status(self) -> None:
         self.query_one(StatusLine).show(
             total=self.total, loaded=self.query_one(UsersTable).row_count, search=self.search,
-            sort=self.sort, descending=self.descending, loading=self.loading)
+            sort=self.sort, descending=self.descending, loading=self.loading,
+            attribute_label=self.attribute_label)
+        self.query_one(FilterLine).show(
+            segment=self.segment, attribute=self.attribute, attribute_label=self.attribute_label,
+            clear_key=self.workbench.key_display("users.clear_filters"))
 
     @on(UsersTable.NearEnd)
     def load_more(self) -> None:
@@ -130,7 +162,8 @@ class UsersScreen(WorkbenchScreen):
         if self.loading or loaded >= self.total or not table.is_near_end():
             return
         self.loading = True
-        self.load_page(self.generation, loaded, self.search, self.sort, self.descending)
+        self.load_page(self.generation, loaded, self.search, self.sort, self.descending, False,
+                       self.segment, self.attribute)
 
     # --- search -------------------------------------------------------------------------
 
@@ -164,6 +197,35 @@ class UsersScreen(WorkbenchScreen):
             search.value = ""
             self.reload()
         self.query_one(UsersTable).focus()
+
+    # --- filters ------------------------------------------------------------------------
+
+    def set_filters(self, *, segment: str | None, attribute: str | None) -> None:
+        """Show only the users of `segment` and with `attribute` (None: any)."""
+        self.segment, self.attribute = segment, attribute
+        self.reload()
+
+    def action_filter_segment(self) -> None:
+        """Only the highlighted customer's segment (again: any segment)."""
+        row = self.query_one(UsersTable).row_at_cursor()
+        if self.segment is not None:
+            self.set_filters(segment=None, attribute=self.attribute)
+        elif row is not None and row.segment is not None:
+            self.set_filters(segment=row.segment, attribute=self.attribute)
+        elif row is not None:
+            self.notify("this customer has no profile, so no segment", title="Users")
+
+    def action_filter_attribute(self) -> None:
+        """Only the highlighted customer's country (again: any country)."""
+        row = self.query_one(UsersTable).row_at_cursor()
+        if self.attribute is not None:
+            self.set_filters(segment=self.segment, attribute=None)
+        elif row is not None and row.attribute is not None:
+            self.set_filters(segment=self.segment, attribute=row.attribute)
+
+    def action_clear_filters(self) -> None:
+        if self.segment is not None or self.attribute is not None:
+            self.set_filters(segment=None, attribute=None)
 
     # --- sort ---------------------------------------------------------------------------
 

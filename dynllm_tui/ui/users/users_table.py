@@ -14,7 +14,9 @@ from storage.browse import UserRow
 
 COLUMNS = (("id", "customer"), ("attribute", "country"), ("events", "events"),
            ("first", "first purchase"), ("last", "last purchase"), ("segment", "segment"))
-SORTABLE = {"id": "id", "events": "events", "first": "first", "last": "last"}
+# column key -> sort key of `users_page` (every column sorts)
+SORTABLE = {"id": "id", "attribute": "attribute", "events": "events", "first": "first",
+            "last": "last", "segment": "segment"}
 NEAR_END = 20
 
 
@@ -32,9 +34,11 @@ class UsersTable(DataTable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.rows_by_key: dict[str, UserRow] = {}
 
     def reset(self, attribute_label: str, sort: str, descending: bool) -> None:
         self.clear(columns=True)
+        self.rows_by_key = {}
         arrow = " ▼" if descending else " ▲"
         for key, label in COLUMNS:
             if key == "attribute":
@@ -46,10 +50,18 @@ class UsersTable(DataTable):
 
     def append(self, rows: list[UserRow]) -> None:
         for r in rows:
+            self.rows_by_key[str(r.user_id)] = r
             self.add_row(
                 r.external_id, r.attribute or "—", Text(f"{r.events:,}", justify="right"),
                 day(r.first_ts), day(r.last_ts), _cut(r.segment or "—", 28), key=str(r.user_id),
             )
+
+    def row_at_cursor(self) -> UserRow | None:
+        """The full row under the cursor (what the filter keys take their values from)."""
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key
+        return self.rows_by_key.get(str(key.value))
 
     def user_at_cursor(self) -> tuple[int, str] | None:
         """(internal id, customer id) of the row under the cursor."""

@@ -37,7 +37,6 @@ from models.profiles.llm_backend import LocalLLM  # noqa: E402
 from models.profiles.output import extract_json_object  # noqa: E402
 from models.profiles.profiler import Profiler, ProfileResult  # noqa: E402
 from models.profiles.prompt import _EXAMPLES, HistoryEvent, UserHistory  # noqa: E402
-from models.profiles.title_categories import category_from_title  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "online-retail" / (
     "online_retail.csv.gz")
@@ -75,7 +74,7 @@ def _pct(values: list[float], q: float) -> float:
 def _grounded(interest: str, history: UserHistory) -> bool:
     """An interest is grounded when one of its words (4+ letters) occurs in the user's own item
     titles or derived categories — a crude check that it was not copied or made up."""
-    text = " ".join(f"{e.title} {category_from_title(e.title) or ''}"
+    text = " ".join(f"{e.title} {e.derived_category or ''}"
                     for e in history.events).casefold()
     return any(w in text for w in re.findall(r"[a-z]{4,}", interest.casefold()))
 

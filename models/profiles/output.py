@@ -2,16 +2,19 @@
 
 Tolerated: control characters, text before or after the JSON object, case and spacing
 differences against the candidates, repeated list entries (grammars cannot forbid them; they are
-removed keeping the first). Not tolerated, reported as ProfileParseError: no JSON object, a
-missing or mistyped facet, a phrase outside the schema's shape, a category or brand that is not
-among this user's candidates, more entries than allowed. Nothing is ever filled in or replaced.
+removed keeping the first), a category or brand that is not among this user's candidates
+next to one that is (the unknown one is dropped and listed in `ProfileFacets.dropped`; the raw
+answer keeps it: a grammar-constrained answer never has one, an endpoint's free JSON may).
+Not tolerated, reported as ProfileParseError: no JSON object, a missing or mistyped facet, a
+phrase outside the schema's shape, a list facet none of whose entries is a candidate, more
+entries than allowed. Nothing is ever filled in or replaced.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.profiles.prompt import (
@@ -37,9 +40,13 @@ class ProfileFacets:
     interests: list[str]
     preferred_categories: list[str]
     favored_brands: list[str]
+    # Category / brand names the answer gave that were not candidates (dropped, not kept).
+    dropped: list[str] = field(default_factory=list, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The four facets (not `dropped`), as stored."""
+        return {f: list(v) if isinstance(v, list) else v
+                for f, v in ((f, getattr(self, f)) for f in PROFILE_FIELDS)}
 
     def texts(self) -> dict[str, str]:
         """One text per facet, as the text encoder embeds it (lists joined with '; ')."""
@@ -90,17 +97,22 @@ def _list(obj: dict, key: str) -> list:
     return value
 
 
-def _choices(obj: dict, key: str, allowed: list[str]) -> list[str]:
+def _choices(obj: dict, key: str, allowed: list[str], dropped: list[str]) -> list[str]:
     if not allowed:  # left out of the schema: nothing to choose from, so nothing may be chosen
         if obj.get(key):
             raise ProfileParseError(f"{key}: there were no candidates, yet {obj[key]!r} came back")
         return []
     canon = {_norm(a).casefold(): a for a in allowed}
-    out = []
+    out, unknown = [], []
     for v in _list(obj, key):
         if not isinstance(v, str) or _norm(v).casefold() not in canon:
-            raise ProfileParseError(f"{key}: {v!r} is not one of this user's candidates")
+            unknown.append(v)
+            continue
         out.append(canon[_norm(v).casefold()])
+    if unknown and not out:
+        raise ProfileParseError(f"{key}: {unknown[0]!r} is not one of this user's candidates, "
+                                "nor is any other entry")
+    dropped.extend(str(v) for v in unknown)
     out = _unique(out)
     if not 1 <= len(out) <= MAX_FACET_ITEMS:
         raise ProfileParseError(f"{key}: {len(out)} entries, expected 1-{MAX_FACET_ITEMS}")
@@ -115,9 +127,12 @@ def parse_profile(raw: str, candidates: Candidates) -> ProfileFacets:
     if not 1 <= len(interests) <= MAX_FACET_ITEMS:
         raise ProfileParseError(f"interests: {len(interests)} entries, "
                                 f"expected 1-{MAX_FACET_ITEMS}")
+    dropped: list[str] = []
     return ProfileFacets(
         crowd_segment=_phrase(obj.get("crowd_segment"), "crowd_segment", SEGMENT_CHARS),
         interests=interests,
-        preferred_categories=_choices(obj, "preferred_categories", candidates.categories),
-        favored_brands=_choices(obj, "favored_brands", candidates.brands),
+        preferred_categories=_choices(obj, "preferred_categories", candidates.categories,
+                                      dropped),
+        favored_brands=_choices(obj, "favored_brands", candidates.brands, dropped),
+        dropped=dropped,
     )

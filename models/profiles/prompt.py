@@ -15,9 +15,11 @@ last order, price level against the store's median), all computed from the event
 from the store's events before `as_of`. The crowd segment is asked to be phrased from them.
 
 Candidates for `preferred_categories` and `favored_brands` come only from this user's history:
-the catalogue's categories/brands when it has them, otherwise categories derived from titles
-(models.profiles.title_categories) and brands recorded as unknown (the facet is then left out of the
-schema and comes back empty). The source is carried into the result.
+the catalogue's categories/brands when it has them, otherwise the categories of the taxonomy
+derived from the catalogue's item texts (models.profiles.taxonomy; the caller puts each event's
+derived category in `HistoryEvent.derived_category`) and brands recorded as unknown (a facet
+without candidates is left out of the schema and comes back empty). The source is carried into
+the result.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from models.profiles.facts import buying_facts, describe_facts
-from models.profiles.title_categories import category_from_title
 
 # Bump whenever SYSTEM_PROMPT, the user message layout, the schema or the candidate rules change:
 # it is part of the input hash, so a bump makes every profile eligible for regeneration.
 # p2: buying facts (models.profiles.facts) and a segment phrased from them.
-PROMPT_VERSION = "p2"
+# p3: categories from the derived taxonomy (models.profiles.taxonomy), not a keyword list.
+PROMPT_VERSION = "p3"
 
 MAX_FACET_ITEMS = 5
 MAX_CANDIDATES = 8  # more would lengthen prompt and grammar for choices the model rarely makes
@@ -65,6 +67,9 @@ class HistoryEvent(NamedTuple):
     quantity: float = 1.0
     price: float | None = None  # unit price; None or NaN: unknown
     value: float | None = None  # the line's value; None or NaN: quantity x price
+    # The item's category in the taxonomy derived from item texts, for a catalogue without
+    # categories of its own; None otherwise.
+    derived_category: str | None = None
 
 
 @dataclass
@@ -135,7 +140,7 @@ def build_candidates(history: UserHistory) -> Candidates:
     cat_seen: dict[str, int] = {}
     brand_seen: dict[str, int] = {}
     for e in history.events:
-        cat = e.category if has_cat else category_from_title(e.title)
+        cat = e.category if has_cat else e.derived_category
         cat = candidate_label(cat) if cat else ""
         if cat:
             cats[cat] += 1
@@ -227,8 +232,8 @@ def build_user_message(history: UserHistory, candidates: Candidates) -> str:
             tags = [candidate_label(t) for t in (e.category, e.brand) if t]
             if not tagged:
                 tags = []
-            elif not tags and candidates.categories_source == DERIVED:
-                tags = [category_from_title(e.title)] if category_from_title(e.title) else []
+            elif not tags and candidates.categories_source == DERIVED and e.derived_category:
+                tags = [candidate_label(e.derived_category)]
             tag = f" [{', '.join(t for t in tags if t)}]" if any(tags) else ""
             return f"{clean_text(e.title or item, TITLE_CHARS)}{tag}"
 
@@ -361,7 +366,8 @@ def _finite(x: Any) -> float | None:
 
 
 def input_hash(history: UserHistory, prompt_version: str, model_name: str) -> str:
-    """A digest of everything that decides a profile: the history (order-free), `as_of`, the
+    """A digest of everything that decides a profile: the history (order-free, with each
+    event's derived category, so a new taxonomy redoes the profiles it changes), `as_of`, the
     store's median price, the prompt version and the model. Equal hashes: regenerating would
     make the same request."""
     payload = {
@@ -371,7 +377,8 @@ def input_hash(history: UserHistory, prompt_version: str, model_name: str) -> st
         # Each row as JSON text, so rows sort whatever mix of numbers and nulls they hold.
         "events": sorted(
             json.dumps([e.ts, str(e.item_id), e.title or "", e.category or "", e.brand or "",
-                        _finite(e.quantity), _finite(e.price), _finite(e.value)])
+                        _finite(e.quantity), _finite(e.price), _finite(e.value),
+                        e.derived_category or ""])
             for e in history.events
         ),
     }

@@ -69,7 +69,8 @@ def test_one_event():
     assert describe_facts(f).startswith("Buying: one-off (1 order so far); 1 lines, value 6")
     # Through the prompt and schema: a one-line customer renders and is asked for everything.
     h = UserHistory("solo", {"country": "France"},
-                    [HistoryEvent(5 * DAY, "a", "JUMBO BAG RED", None, None, 2, 3.0, 6.0)],
+                    [HistoryEvent(5 * DAY, "a", "JUMBO BAG RED", None, None, 2, 3.0, 6.0,
+                                  "bags")],
                     as_of=8 * DAY, store_median_price=2.0)
     _, user, cands = build_messages(h)
     assert "1 lines in 1 order over 0 days" in user and "one-off" in user

@@ -67,3 +67,14 @@ def test_facet_texts_for_the_encoder():
     f = parse_profile(_answer(preferred_categories=["clocks", "bags & purses"]), CANDS)
     assert f.texts() == {"crowd_segment": "gift shop buyer", "interests": "vintage; retro kitchen",
                          "preferred_categories": "clocks; bags & purses", "favored_brands": ""}
+
+
+def test_a_category_that_does_not_exist_is_dropped_next_to_real_ones():
+    """An answer not held to the grammar (an endpoint's free JSON) may name a category that is
+    not a candidate: it is dropped and listed, the real ones kept; the raw answer keeps it."""
+    raw = _answer(preferred_categories=["garden", "clocks", "weapons"])
+    f = parse_profile(raw, CANDS)
+    assert f.preferred_categories == ["clocks"] and f.dropped == ["garden", "weapons"]
+    assert "dropped" not in f.to_dict() and "garden" in raw
+    with pytest.raises(ProfileParseError, match="'garden' is not one of this user's candidates"):
+        parse_profile(_answer(preferred_categories=["garden"]), CANDS)

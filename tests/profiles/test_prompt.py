@@ -19,7 +19,6 @@ from models.profiles.prompt import (
     input_hash,
     profile_schema,
 )
-from models.profiles.title_categories import CATEGORIES, category_from_title
 
 DAY = 86400
 
@@ -28,30 +27,20 @@ def _history(events, **kw):
     return UserHistory("u1", kw.pop("attributes", {"country": "United Kingdom"}), events, **kw)
 
 
-def test_titles_map_to_product_types_not_themes():
-    assert category_from_title("WHITE HANGING HEART T-LIGHT HOLDER") == "candles & lanterns"
-    assert category_from_title("JUMBO BAG RED RETROSPOT") == "bags & purses"
-    assert category_from_title("ALARM CLOCK BAKELIKE RED") == "clocks"
-    assert category_from_title("SET OF 3 CAKE TINS PANTRY DESIGN") == "baking"  # not storage
-    assert category_from_title("PAPER CHAIN KIT 50'S CHRISTMAS") == "crafts & sewing"
-    assert category_from_title("WOODEN STAR CHRISTMAS SCANDINAVIAN") == "party & decorations"
-    assert category_from_title("POSTAGE") is None  # a fee is never a category
-    assert category_from_title("RETROSPOT") is None  # a pattern name alone names no product
-    assert category_from_title(None) is None
-    assert "__not_a_product__" not in CATEGORIES
-
-
 def test_candidates_come_from_the_users_own_history():
-    evs = [HistoryEvent(i * DAY, f"i{i}", t, None, None, 1)
-           for i, t in enumerate(["JUMBO BAG RED RETROSPOT", "LUNCH BAG PINK", "ALARM CLOCK",
-                                  "POSTAGE", "MYSTERY THING"])]
+    # Derived categories (the taxonomy's, put on each event by the job); an item without one
+    # adds no candidate.
+    evs = [HistoryEvent(i * DAY, f"i{i}", t, None, None, 1, derived_category=d)
+           for i, (t, d) in enumerate([("JUMBO BAG RED RETROSPOT", "bags"),
+                                       ("LUNCH BAG PINK", "bags"), ("ALARM CLOCK", "clocks"),
+                                       ("MYSTERY THING", None)])]
     c = build_candidates(_history(evs))
-    assert c.categories == ["bags & purses", "clocks"]  # most bought first, nothing else
+    assert c.categories == ["bags", "clocks"]  # most bought first, nothing else
     assert (c.categories_source, c.brands, c.brands_source) == (DERIVED, [], UNKNOWN)
 
 
-def test_catalogue_categories_and_brands_win_over_titles():
-    evs = [HistoryEvent(1, "a", "JUMBO BAG", "Grocery", "National", 2),
+def test_catalogue_categories_and_brands_win_over_derived_ones():
+    evs = [HistoryEvent(1, "a", "JUMBO BAG", "Grocery", "National", 2, derived_category="bags"),
            HistoryEvent(2, "b", "CLOCK", "Deli", "Private", 1),
            HistoryEvent(3, "c", "SOUP", "Grocery", None, 1)]
     c = build_candidates(_history(evs))
@@ -65,10 +54,13 @@ def test_candidates_are_capped():
 
 
 def test_schema_leaves_out_facets_without_candidates():
-    evs = [HistoryEvent(1, "a", "JUMBO BAG RED", None, None, 1)]
+    evs = [HistoryEvent(1, "a", "JUMBO BAG RED", None, None, 1, derived_category="bags")]
     schema = profile_schema(build_candidates(_history(evs)))
     assert list(schema["properties"]) == ["crowd_segment", "interests", "preferred_categories"]
-    assert schema["properties"]["preferred_categories"]["items"]["enum"] == ["bags & purses"]
+    assert schema["properties"]["preferred_categories"]["items"]["enum"] == ["bags"]
+    # No catalogue category and no derived one: no category facet to fill.
+    bare = profile_schema(build_candidates(_history([evs[0]._replace(derived_category=None)])))
+    assert list(bare["properties"]) == ["crowd_segment", "interests"]
     assert schema["properties"]["interests"]["maxItems"] == 5
 
 
@@ -109,8 +101,12 @@ def test_input_hash_is_order_free_and_sensitive_to_what_matters():
         input_hash(_history(evs, as_of=11), PROMPT_VERSION, "smollm2"),
         input_hash(_history(evs, as_of=10, attributes={"country": "France"}), PROMPT_VERSION,
                    "smollm2"),
+        # A new taxonomy that puts an item in another category redoes the profile.
+        input_hash(_history([evs[0]._replace(derived_category="bags"), evs[1]], as_of=10),
+                   PROMPT_VERSION, "smollm2"),
     }
-    assert h1 not in others and len(others) == 5
+    assert h1 not in others and len(others) == 6
+    assert PROMPT_VERSION == "p3"  # p2 profiles had keyword-list categories: redone
 
 
 def test_candidate_labels_are_safe_for_the_grammar():
@@ -122,11 +118,11 @@ def test_candidate_labels_are_safe_for_the_grammar():
 
 
 def test_recent_items_are_the_latest_bought():
-    evs = [HistoryEvent(1, "old", "OLD CLOCK", None, None, 1),
-           HistoryEvent(2, "mid", "MID BAG", None, None, 1),
-           HistoryEvent(3, "old", "OLD CLOCK", None, None, 1)]
+    evs = [HistoryEvent(1, "old", "OLD CLOCK", None, None, 1, derived_category="clocks"),
+           HistoryEvent(2, "mid", "MID BAG", None, None, 1, derived_category="bags"),
+           HistoryEvent(3, "old", "OLD CLOCK", None, None, 1, derived_category="clocks")]
     _, user, _ = build_messages(_history(evs))
-    assert "Most bought: old clock [clocks] x2; mid bag [bags & purses] x1" in user
+    assert "Most bought: old clock [clocks] x2; mid bag [bags] x1" in user
     many = [HistoryEvent(i, f"i{i}", f"ITEM {i} MUG", None, None, 1) for i in range(12)]
     _, user, _ = build_messages(_history(many))
     assert "Recent: item 6 mug; item 5 mug; item 4 mug" in user  # top 5 are 11..7 (ties: newest)

@@ -1,6 +1,7 @@
 """Profile throughput: the default model on real customers, against the naive way, in one run.
 
     .venv/bin/python bench/profiles.py [--users 50] [--model smollm2] [--threads N]
+                                       [--concurrency 1,2,4] [--server-only]
 
 Prints, for the same customers (every k-th Online Retail customer with 10+ lines, profiled from
 the events before their last basket):
@@ -14,7 +15,11 @@ the events before their last basket):
     it projects at the measured rate; the coverage of the test events (share whose user has a
     snapshot made before the event, median age of that snapshot) with the first-snapshot rule
     and without it;
-  - two example profiles.
+  - two example profiles;
+  - the server path beside the in-process one, on the same customers in the same run:
+    `python -m llama_cpp.server` on the same GGUF with the same thread count, profiled through
+    `ServerLLM` with 1, 2 and 4 requests in flight (`--concurrency`), as profiles/s and
+    s/profile of wall time (`--server-only` skips the naive run and the snapshot policy).
 Candidate selection and per-model summaries are shared with bench/profile_models.py.
 """
 
@@ -75,18 +80,102 @@ def _snapshot_policy(data: Path) -> dict:
     return out
 
 
+def _start_server(model_path: Path, threads: int, port: int, log: Path):
+    """llama-cpp-python's OpenAI-compatible server on 127.0.0.1:port; returns the process once
+    GET /v1/models answers."""
+    import subprocess
+    import time
+    import urllib.request
+
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+             "--model_alias", "bench", "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads),
+             "--verbose", "false"], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"llama_cpp.server exited: {log.read_text()[-1000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("llama_cpp.server did not start within 120 s")
+
+
+def _server_rows(model: str, users, threads: int | None, levels: list[int]) -> list[dict]:
+    """Profiles/s and s/profile (wall) through the server at each concurrency level."""
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.profiles.http_backend import ServerLLM
+    from models.profiles.llm_backend import default_threads, resolve_model
+    from models.profiles.profiler import Profiler
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = _start_server(resolve_model(model).path, threads or default_threads(), port,
+                             Path(tmp) / "server.log")
+        rows = []
+        try:
+            llm = ServerLLM(f"http://127.0.0.1:{port}/v1")
+            Profiler(llm).profile(users[0])  # warm the server's prompt cache, as in-process
+            for level in levels:
+                profilers = [Profiler(llm) for _ in range(level)]
+                start = time.perf_counter()
+                with ThreadPoolExecutor(level) as pool:
+                    results = list(pool.map(lambda pair: pair[0].profile(pair[1]),
+                                            [(profilers[i % level], h)
+                                             for i, h in enumerate(users[1:])]))
+                wall = time.perf_counter() - start
+                rows.append({"path": f"server, concurrency {level}", "wall_s": wall,
+                             "valid": sum(r.ok for r in results), "n": len(results)})
+            llm.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return rows
+
+
+def _print_throughput(rows: list[dict]) -> None:
+    print(f"\n{'path':<28}{'profiles':>9}{'valid':>7}{'wall s':>9}{'profiles/s':>12}"
+          f"{'s/profile':>11}")
+    for row in rows:
+        print(f"{row['path']:<28}{row['n']:>9}{row['valid']:>7}{row['wall_s']:>9.1f}"
+              f"{row['n'] / row['wall_s']:>12.3f}{row['wall_s'] / row['n']:>11.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--concurrency", default="1,2,4", metavar="N,N",
+                        help="server rows: requests in flight (empty: no server rows)")
+    parser.add_argument("--server-only", action="store_true",
+                        help="only the in-process and server throughput rows")
     args = parser.parse_args(argv)
 
     users = load_users(args.data, args.users)
     print(f"{len(users)} real customers, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start")
     cached, cached_load = run(args.model, users, args.threads)
+    levels = [int(n) for n in args.concurrency.split(",") if n.strip()]
+    # Both paths are timed on users[1:]: the first profile warms the prompt cache of each.
+    throughput = [{"path": "in-process", "wall_s": sum(r.wall_s for r in cached[1:]),
+                   "valid": sum(r.ok for r in cached[1:]), "n": len(cached) - 1}]
+    throughput += _server_rows(args.model, users, args.threads, levels) if levels else []
+    _print_throughput(throughput)
+    if args.server_only:
+        print(f"(load average now {os.getloadavg()[0]:.2f}; timings on a shared machine vary)")
+        return
     naive, naive_load = run(args.model, users, args.threads, naive=True)
     rows = [summarise(args.model, cached, cached_load, users),
             summarise(f"{args.model} naive", naive, naive_load, users)]

@@ -48,6 +48,13 @@ class ProfilesSummary:
     completion_tokens: int = 0
     model: str = ""
     embedded: dict[str, int] = field(default_factory=dict)
+    profiling_seconds: float = 0.0  # wall time of the profile phase (with requests in parallel)
+    endpoints_dropped: list[str] = field(default_factory=list)  # why each failed endpoint left
+
+    @property
+    def profiles_per_second(self) -> float:
+        done = self.made + self.failed
+        return done / self.profiling_seconds if self.profiling_seconds else 0.0
 
     @property
     def seconds_per_profile(self) -> float:
@@ -57,6 +64,7 @@ class ProfilesSummary:
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["seconds_per_profile"] = round(self.seconds_per_profile, 3)
+        out["profiles_per_second"] = round(self.profiles_per_second, 3)
         return out
 
 
@@ -70,18 +78,24 @@ def _store_median_price(ws: Workspace, as_of: int) -> float | None:
 
 
 def _history_for(ws: Workspace, user_id: int, as_of: int,
-                 medians: dict[int, float | None] | None = None):
+                 medians: dict[int, float | None] | None = None,
+                 categories: dict[int, str] | None = None):
     """The history record a snapshot (user_id, as_of) is profiled from. `medians` caches the
-    store median per as_of: a job asks for a few boundaries over thousands of snapshots."""
+    store median per as_of: a job asks for a few boundaries over thousands of snapshots.
+    `categories`: item id -> derived category (jobs/taxonomy.py); None reads the stored one."""
+    from dynllm_tui.jobs.taxonomy import stored_categories
     from models.profiles.prompt import UserHistory
 
     if medians is None:
         medians = {}
+    if categories is None:
+        categories = stored_categories(ws)
     if as_of not in medians:
         medians[as_of] = _store_median_price(ws, as_of)
     record = user_record(ws, user_id)
     events = [(e.ts, e.item_key, e.title, e.category, e.brand,
-               1.0 if e.quantity is None else e.quantity, e.price, e.value)
+               1.0 if e.quantity is None else e.quantity, e.price, e.value,
+               categories.get(e.item_id))
               for e in user_history(ws, user_id, as_of)]
     return UserHistory(user_id=record.external_id, attributes=record.attributes, events=events,
                        as_of=as_of, store_median_price=medians[as_of])
@@ -119,13 +133,38 @@ def profiles_job(
     limit: int | None = None,
     retry_failed: bool = False,
     embed: bool = True,
+    concurrency: int = 1,
+    server: ServerSettings | None = None,
+    encoder: str | None = None,
+    re_embed: bool = False,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> ProfilesSummary:
     """Make the snapshots the policy asks for (models.data.snapshots) that are not stored yet.
-    `min_new` / `first_after`: None takes the policy's defaults."""
-    from models.data.snapshots import DEFAULT_FIRST_AFTER, DEFAULT_MIN_NEW, plan_snapshots
+    `min_new` / `first_after`: None takes the policy's defaults.
 
+    `llm` is a packaged model, a .gguf path, or comma-separated OpenAI-compatible endpoints
+    (http://HOST:PORT/v1) with `concurrency` requests in flight on each; `encoder` is None (the
+    packaged encoder) or one endpoint for /v1/embeddings. Servers are checked (reachable, the
+    model served, the vector size) before anything is written."""
+    from models.data.snapshots import DEFAULT_FIRST_AFTER, DEFAULT_MIN_NEW, plan_snapshots
+    from models.profiles.http_backend import is_endpoint
+
+    server = server or ServerSettings()
+    remote = is_endpoint(llm)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise DynllmError(f"--concurrency must be 1 or more (requests in flight per endpoint), "
+                          f"not {concurrency}")
+    if concurrency > 1 and not remote:
+        raise DynllmError(f"--concurrency {concurrency} needs --llm http://HOST:PORT/v1: the "
+                          "in-process model answers one request at a time")
+    if not server.timeout_s > 0:
+        raise DynllmError(f"--timeout must be above 0 seconds, not {server.timeout_s:g}")
+    if server.retries < 0:
+        raise DynllmError(f"--retries must be 0 or more, not {server.retries}")
+    if re_embed and not embed:
+        raise DynllmError("--re-embed replaces the stored text vectors: it cannot go with "
+                          "--no-embed")
     report = progress or (lambda done, total, phase: None)
     started = time.perf_counter()
     summary = ProfilesSummary()
@@ -143,42 +182,291 @@ def profiles_job(
         keep = np.ones(len(plan), dtype=bool) if chosen is None else np.isin(plan.user, chosen)
         todo = list(zip(plan.user[keep].tolist(), plan.as_of[keep].tolist(), strict=True))
         summary.planned = len(todo)
-        states = profile_states(ws)
-        from models.profiles.prompt import PROMPT_VERSION, input_hash
+        # Every server is asked before anything is written: a wrong URL, model or vector size
+        # must not surface hours later.
+        text_encoder = _encoder(encoder, server) if embed else None
+        if text_encoder is not None and not re_embed:
+            _check_dimension(ws, text_encoder, encoder)
+        llms = _connect(llm, server) if remote else []
+        summary.model = llms[0].name if remote else _resolve(llm, chat_format).name
+        try:
+            if text_encoder is not None and re_embed:
+                _drop_other_vectors(ws, text_encoder.name)
+            if encoder is not None and text_encoder is not None:
+                # An endpoint's item vectors go in first: the derived categories (computed
+                # before profiling) then see vectors of the endpoint's size in the workspace and
+                # do not store the packaged encoder's beside them.
+                summary.embedded = _embed(ws, text_encoder, report, cancel, close=False)
+            _make_profiles(ws, todo, summary, llm, chat_format, llms, concurrency,
+                           retry_failed, report, cancel)
+            if text_encoder is not None and not summary.cancelled:
+                for kind, n in _embed(ws, text_encoder, report, cancel).items():
+                    summary.embedded[kind] = summary.embedded.get(kind, 0) + n
+        finally:
+            for backend in llms:
+                backend.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
 
-        model_name = _resolve(llm, chat_format).name  # checks the file; loads nothing yet
-        summary.model = model_name
-        profiler = None
-        medians: dict[int, float | None] = {}
-        for position, (user_id, as_of) in enumerate(todo):
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How to talk to OpenAI-compatible endpoints (see models/profiles/http_backend.py)."""
+
+    llm_model: str | None = None  # None: the endpoint's only model
+    encoder_model: str | None = None
+    response_format: str = "json_object"  # "json_schema" for vLLM
+    timeout_s: float = 120.0
+    retries: int = 3
+
+
+def _connect(llm: str, server: ServerSettings) -> list:
+    """One ServerLLM per endpoint, all serving the same model name (it enters input hashes)."""
+    from models.profiles.errors import EndpointError
+    from models.profiles.http_backend import ServerLLM, parse_endpoints
+
+    backends: list = []
+    try:
+        for url in parse_endpoints(llm, "--llm"):
+            backends.append(ServerLLM(url, server.llm_model,
+                                      response_format=server.response_format,
+                                      timeout_s=server.timeout_s, retries=server.retries))
+    except EndpointError as exc:
+        for backend in backends:
+            backend.close()
+        raise DynllmError(str(exc)) from None
+    names = {b.name for b in backends}
+    if len(names) > 1:
+        for backend in backends:
+            backend.close()
+        raise DynllmError("the endpoints serve different models ("
+                          + ", ".join(f"{b.url}: {b.name}" for b in backends)
+                          + "); profiles from one run must come from one model: choose it with "
+                          "--llm-model")
+    return backends
+
+
+def _encoder(spec: str | None, server: ServerSettings):
+    """The packaged encoder (loads on first use) or a checked endpoint encoder."""
+    if spec is None:
+        from models.profiles.text_encoder import TextEncoder
+
+        return TextEncoder()
+    from models.profiles.errors import EndpointError
+    from models.profiles.http_backend import ServerEncoder, parse_endpoints
+
+    try:
+        urls = parse_endpoints(spec, "--encoder")
+        if len(urls) > 1:
+            raise EndpointError("--encoder takes one endpoint, not several")
+        return ServerEncoder(urls[0], server.encoder_model, timeout_s=server.timeout_s,
+                             retries=server.retries)
+    except EndpointError as exc:
+        raise DynllmError(str(exc)) from None
+
+
+def _check_dimension(ws: Workspace, encoder, spec: str | None) -> None:
+    """Refuse vectors of another size than those stored: training stacks item and facet vectors
+    into one matrix, and a workspace with two sizes could not be trained on."""
+    rows = ws.conn.execute(
+        "SELECT model, dim, count(*) FROM embeddings WHERE dim != ? GROUP BY model, dim",
+        (int(encoder.dim),)).fetchall()
+    if not rows:
+        return
+    stored = ", ".join(f"{n:,} of {dim} dimensions from {model}" for model, dim, n in rows)
+    source = spec or "the packaged encoder"
+    raise DynllmError(
+        f"{ws.path} holds text vectors of another size ({stored}) than {source} gives "
+        f"({encoder.dim} dimensions from {encoder.name}); refusing to mix them. Keep them by "
+        "giving the encoder that made them (--encoder URL for a server's), or replace them: "
+        "dynllm-tui profiles "
+        + (f"--encoder {spec} " if spec else "") + "--re-embed"
+    )
+
+
+def _embed(ws: Workspace, encoder, report: Progress, cancel: Callable[[], bool] | None, *,
+           close: bool = True) -> dict[str, int]:
+    from models.profiles.errors import EndpointError
+
+    try:
+        return embed_texts(ws, encoder=encoder, progress=report, cancel=cancel)
+    except EndpointError as exc:
+        raise DynllmError(f"{exc}; the vectors committed so far are kept, rerun to resume "
+                          "(profiles already made are not redone)") from None
+    finally:
+        if close and hasattr(encoder, "close"):
+            encoder.close()
+
+
+def _drop_other_vectors(ws: Workspace, keep_model: str) -> None:
+    """--re-embed: forget every vector of another encoder, so one size remains."""
+    with ws.transaction() as conn:
+        conn.execute("DELETE FROM embeddings WHERE model != ?", (keep_model,))
+
+
+def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: ProfilesSummary,
+                   llm: str, chat_format: str | None, llms: list, concurrency: int,
+                   retry_failed: bool, report: Progress,
+                   cancel: Callable[[], bool] | None) -> None:
+    """Profile every snapshot of `todo` whose input changed, committing each as it comes.
+
+    In-process: one at a time in this thread. Servers: len(llms) x concurrency requests in
+    flight from a thread pool; histories are read and results written here, in the thread that
+    owns the SQLite connection. When an endpoint fails for good, nothing more is sent, the
+    requests in flight are awaited and committed, and the failure is raised."""
+    from dynllm_tui.jobs.taxonomy import derived_categories
+    from models.profiles.prompt import PROMPT_VERSION, input_hash
+
+    states = profile_states(ws)
+    medians: dict[int, float | None] = {}
+    # A catalogue without categories gets the derived taxonomy (computed once, then cached).
+    from models.profiles.errors import EndpointError
+
+    try:
+        categories = derived_categories(ws, llm=llm, chat_format=chat_format,
+                                        backend=llms[0] if llms else None, progress=report)
+    except EndpointError as exc:  # the taxonomy's names come from the same endpoint
+        raise DynllmError(f"{exc}; naming the derived categories failed, no profile was "
+                          "made") from None
+    profiling_started = time.perf_counter()
+    done = 0
+    pool = _ProfilePool(llms, concurrency) if llms else None
+    profiler = None
+    failure: Exception | None = None
+
+    def commit(user_id: int, as_of: int, n_events: int, result) -> None:
+        nonlocal done
+        _store(ws, user_id, as_of, n_events, result)
+        summary.made += result.ok
+        summary.failed += not result.ok
+        summary.llm_seconds += result.wall_s
+        summary.prompt_tokens += result.prompt_tokens
+        summary.prompt_tokens_evaluated += result.prompt_tokens_evaluated
+        summary.completion_tokens += result.completion_tokens
+        done += 1
+        report(done, len(todo), "profiles")
+
+    try:
+        for user_id, as_of in todo:
             if cancel is not None and cancel():
                 summary.cancelled = True
                 break
-            history = _history_for(ws, user_id, as_of, medians)
+            history = _history_for(ws, user_id, as_of, medians, categories)
             stored = states.get((user_id, as_of))
             unchanged = stored is not None and stored[1] == input_hash(
-                history, PROMPT_VERSION, model_name)
+                history, PROMPT_VERSION, summary.model)
             if unchanged and not (retry_failed and stored[0] == "failed"):
                 summary.skipped += 1
-                report(position + 1, len(todo), "profiles")
+                done += 1
+                report(done, len(todo), "profiles")
                 continue
-            if profiler is None:
-                profiler = _load_profiler(llm, chat_format)
-            result = profiler.profile(history)
-            _store(ws, user_id, as_of, len(history.events), result)
-            summary.made += result.ok
-            summary.failed += not result.ok
-            summary.llm_seconds += result.wall_s
-            summary.prompt_tokens += result.prompt_tokens
-            summary.prompt_tokens_evaluated += result.prompt_tokens_evaluated
-            summary.completion_tokens += result.completion_tokens
-            report(position + 1, len(todo), "profiles")
+            if pool is None:
+                if profiler is None:
+                    profiler = _load_profiler(llm, chat_format)
+                commit(user_id, as_of, len(history.events), profiler.profile(history))
+                continue
+            failure = pool.submit((user_id, as_of, len(history.events)), history, commit)
+            if failure is not None:
+                break
+        if pool is not None:
+            failure = pool.drain(commit) or failure
+            summary.endpoints_dropped = list(pool.dropped)
+    finally:
+        if pool is not None:
+            pool.close()
         if profiler is not None:
             profiler.llm.close()
-        if embed and not summary.cancelled:
-            summary.embedded = embed_texts(ws, progress=report, cancel=cancel)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    summary.profiling_seconds = time.perf_counter() - profiling_started
+    if failure is not None:
+        raise DynllmError(f"{failure}; profiles stopped — {summary.made + summary.failed} made "
+                          "in this run are kept, rerun to resume") from None
+
+
+class _ProfilePool:
+    """len(llms) x concurrency Profilers, each used by one request at a time, run by a thread
+    pool with as many workers; submit() blocks while all are busy, committing what finished.
+
+    An endpoint that fails for good while others still answer is dropped (its Profilers leave
+    the pool) and its request is sent again to the others; only the failure of the last one
+    ends the run. `dropped` keeps one line per endpoint dropped."""
+
+    def __init__(self, llms: list, concurrency: int) -> None:
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        from models.profiles.profiler import Profiler
+
+        self._idle: queue.Queue = queue.Queue()
+        # Round-robin over endpoints, so N requests spread over all servers before any gets two.
+        for _ in range(concurrency):
+            for backend in llms:
+                self._idle.put(Profiler(backend))
+        self.size = len(llms) * concurrency
+        self._alive = {backend.url for backend in llms}
+        self.dropped: list[str] = []
+        self._executor = ThreadPoolExecutor(max_workers=self.size,
+                                            thread_name_prefix="profile-request")
+        self._in_flight: dict = {}
+        self._failure: Exception | None = None
+
+    def _run(self, history):
+        from models.profiles.errors import EndpointError
+
+        profiler = self._idle.get()
+        while profiler.llm.url not in self._alive:  # a dropped endpoint's: leaves the pool
+            profiler = self._idle.get()
+        try:
+            return profiler.profile(history)
+        except EndpointError as exc:
+            exc.endpoint = profiler.llm.url  # which one failed, for the failover below
+            raise
+        finally:
+            self._idle.put(profiler)
+
+    def _collect(self, commit, *, block: bool) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from models.profiles.errors import EndpointError
+
+        if not self._in_flight:
+            return
+        finished, _ = wait(list(self._in_flight), timeout=None if block else 0,
+                           return_when=FIRST_COMPLETED)
+        for future in finished:
+            key, history = self._in_flight.pop(future)
+            try:
+                result = future.result()
+            except EndpointError as exc:
+                url = getattr(exc, "endpoint", None)
+                # The last endpoint is never dropped: its Profilers must stay in the pool so
+                # that queued requests fail quickly instead of waiting for one forever.
+                if self._failure is None and url in self._alive and len(self._alive) > 1:
+                    self._alive.discard(url)
+                    self.dropped.append(str(exc))
+                if self._failure is None and self._alive - {url}:
+                    self._in_flight[self._executor.submit(self._run, history)] = (key, history)
+                else:
+                    self._failure = self._failure or exc
+                continue
+            commit(*key, result)
+
+    def submit(self, key: tuple[int, int, int], history, commit) -> Exception | None:
+        """Queue one history; returns the endpoint failure that ends the run, if any."""
+        while len(self._in_flight) >= self.size and self._failure is None:
+            self._collect(commit, block=True)
+        self._collect(commit, block=False)
+        if self._failure is not None:
+            return self._failure
+        self._in_flight[self._executor.submit(self._run, history)] = (key, history)
+        return None
+
+    def drain(self, commit) -> Exception | None:
+        while self._in_flight:
+            self._collect(commit, block=True)
+        return self._failure
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _resolve(llm: str, chat_format: str | None):
@@ -221,6 +509,23 @@ def _store(ws: Workspace, user_id: int, as_of: int, n_events: int, result) -> No
     })
 
 
+def stored_encoder_name(ws: Workspace) -> str:
+    """The encoder whose vectors training reads: the one that embedded the profile facets when
+    only one did, else the one that embedded the items when only one did (after `--re-embed`
+    only one remains), else the packaged encoder. Facets first: the derived categories may have
+    stored the packaged encoder's item vectors beside an endpoint's of the same size."""
+    from models.profiles.text_encoder import TextEncoder
+
+    for kinds in ("kind LIKE 'profile.%'", "kind = 'item'"):
+        models = [m for (m,) in ws.conn.execute(
+            f"SELECT DISTINCT model FROM embeddings WHERE {kinds}")]
+        if len(models) == 1:
+            return models[0]
+        if models:
+            break
+    return TextEncoder().name
+
+
 def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -251,15 +556,18 @@ def profile_facet_texts(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
 def embed_texts(
     ws: Workspace,
     *,
+    encoder: Any = None,
     batch_size: int = 64,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
     """Embed every facet and item text whose vector is missing or stale; returns counts by kind.
-    Each batch is committed, so an interrupted run resumes where it stopped."""
-    from models.profiles.text_encoder import TextEncoder
+    Each batch is committed, so an interrupted run resumes where it stopped. `encoder`: anything
+    with `name` and `encode(texts)`; None is the packaged TextEncoder."""
+    if encoder is None:
+        from models.profiles.text_encoder import TextEncoder
 
-    encoder = TextEncoder()
+        encoder = TextEncoder()
     todo: list[tuple[str, str, str, str]] = []
     for kind, rows in facet_texts(ws).items():
         stored = stored_text_hashes(ws, kind, encoder.name)

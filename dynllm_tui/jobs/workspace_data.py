@@ -47,9 +47,9 @@ def load_workspace_data(ws: Workspace, *, use_profiles: bool = True) -> Workspac
     item_idx = np.searchsorted(item_ids, item_col)
     log = EventLog.from_arrays(user_idx, item_idx, ts, len(user_ids), len(item_ids), group)
 
-    from models.profiles.text_encoder import TextEncoder
+    from dynllm_tui.jobs.profiles import stored_encoder_name
 
-    encoder = TextEncoder().name  # the name vectors are stored under; loads nothing
+    encoder = stored_encoder_name(ws)  # the name vectors are stored under; loads nothing
     keys, matrix = load_embeddings(ws, "item", encoder)
     item_text = None
     if keys:

@@ -33,7 +33,18 @@ Prepares a workspace (the full Online Retail file imported into a temporary work
     `gc.collect(); gc.freeze()` (what the app could do once started) to show how much of the
     worst case is the garbage collector; the longest collector pause is reported for each pass.
 
-They run in the order (c), (a), (b): the training in (c) makes the run that (b) shows. A
+(d) workbench: for the `--users` most active customers, each opened on its detail screen at
+    the Top tab: switching between the lists (All, Buy again, Discover, with their reasons)
+    with the list key, from the key to the table repainted; and the refresh after a job ends:
+    from `app.workspace_changed("run")` (what the Training screen and the demo build call when
+    their job ends) to the open customer repainted with the reloaded data; the same for Home
+    after `workspace_changed("profiles")` (what the demo build posts as profiles are committed).
+
+(e) segments: Segments' first paint, from its key to the table painted with its data, in a fresh
+    app each time, on a copy of the workspace where customers have profiles (see
+    `segments_part`).
+
+They run in the order (c), (a), (b), (d), (e): the training in (c) makes the run that (b) shows. A
 temporary workspace is deleted at the end; one given with `--workspace` is kept for the next run.
 
 Targets: first screen < 1.5 s, user detail < 150 ms, no stall > 100 ms. The machine's load is
@@ -63,7 +74,8 @@ ONLINE_RETAIL = SHARED / "data" / "online-retail" / "online_retail.csv.gz"
 DEMO_SLICE = REPO / "dynllm_tui" / "data" / "online_retail_demo.csv.gz"
 SIZE = (100, 30)
 HEAVY = ("torch", "transformers", "llama_cpp", "sqlite_utils", "pandas")
-TARGETS = {"start": 1.5, "detail": 0.150, "stall": 0.100}
+TARGETS = {"start": 1.5, "detail": 0.150, "stall": 0.100, "switch": 0.150, "refresh": 0.200,
+           "segments": 0.300}
 
 
 # ------------------------------------------------------------------ workspace
@@ -349,6 +361,191 @@ def detail_part(db: str, n_users: int) -> dict:
     return asyncio.run(_detail_async(db, n_users))
 
 
+# ------------------------------------------------------------------ (d) workbench
+
+
+async def _workbench_async(db: str, n_users: int) -> dict:
+    from dynllm_tui.app import WorkbenchApp
+    from dynllm_tui.ui.config import UiConfig
+    from dynllm_tui.ui.home.home_screen import HomeScreen
+    from dynllm_tui.ui.user_detail.recommendations_table import RecommendationsTable
+    from dynllm_tui.ui.user_detail.user_detail_screen import UserDetailScreen
+    from dynllm_tui.ui.users.users_table import UsersTable
+
+    painted: dict[str, float | None] = {"list": None, "detail": None, "home": None}
+
+    def paint_marker(cls: type, key: str) -> None:
+        original = cls.show
+
+        def show(self, *args, **kwargs):  # the first paint after the new data is in
+            self.call_after_refresh(lambda: painted.__setitem__(key, time.perf_counter()))
+            return original(self, *args, **kwargs)
+
+        cls.show = show
+
+    paint_marker(RecommendationsTable, "list")
+    paint_marker(UserDetailScreen, "detail")
+    paint_marker(HomeScreen, "home")
+
+    async def wait_painted(key: str, timeout: float = 30) -> float:
+        import asyncio
+
+        deadline = time.perf_counter() + timeout
+        while painted[key] is None:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no paint of {key}")
+            await asyncio.sleep(0.0005)
+        return painted[key]
+
+    async def settle(pilot) -> None:
+        for _ in range(5):
+            await pilot.pause()
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            if all(w.is_finished for w in pilot.app.workers):
+                break
+
+    import gc
+
+    gc_pauses: list[tuple[float, float]] = []  # (start, end) of every collection
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append((gc_start[0], time.perf_counter()))
+
+    spans: dict[str, list[tuple[float, float]]] = {"switch": [], "refresh_detail": [],
+                                                   "refresh_home": []}
+    switch: list[float] = []
+    refresh_detail: list[float] = []
+    refresh_home: list[float] = []
+    sizes: list[dict[str, int]] = []
+    app = WorkbenchApp(db, config=UiConfig())
+    app.animation_level = "none"
+    gc.callbacks.append(on_gc)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        table = app.screen.query_one(UsersTable)
+        table.move_cursor(row=0)
+        await pilot.pause()
+        for _ in range(n_users):
+            await pilot.press("enter")
+            await settle(pilot)
+            await pilot.press("l")  # to the Top tab (its view is built now: not measured)
+            await settle(pilot)
+            detail = app.screen
+            sizes.append({k: len(v) for k, v in detail.detail.lists.items()})
+            for _ in range(3):  # Buy again -> Discover -> All -> Buy again
+                painted["list"] = None
+                started = time.perf_counter()
+                await pilot.press("l")
+                switch.append(await wait_painted("list") - started)
+                spans["switch"].append((started, painted["list"]))
+                await settle(pilot)
+            painted["detail"] = None
+            started = time.perf_counter()
+            app.workspace_changed("run")
+            refresh_detail.append(await wait_painted("detail") - started)
+            spans["refresh_detail"].append((started, painted["detail"]))
+            await settle(pilot)
+            await pilot.press("escape")
+            await settle(pilot)
+            await pilot.press("down")
+            await pilot.pause()
+        await pilot.press("1")
+        await settle(pilot)
+        for _ in range(n_users):
+            painted["home"] = None
+            started = time.perf_counter()
+            app.workspace_changed("profiles")
+            refresh_home.append(await wait_painted("home") - started)
+            spans["refresh_home"].append((started, painted["home"]))
+            await settle(pilot)
+    gc.callbacks.remove(on_gc)
+
+    def gc_inside(span: tuple[float, float]) -> float:
+        """Seconds of garbage collection within a measured span."""
+        return sum(max(0.0, min(end, span[1]) - max(start, span[0]))
+                   for start, end in gc_pauses)
+
+    return {"switch": switch, "refresh_detail": refresh_detail, "refresh_home": refresh_home,
+            "gc_in": {key: [gc_inside(span) for span in found] for key, found in spans.items()},
+            "list_sizes": sizes}
+
+
+def workbench_part(db: str, n_users: int) -> dict:
+    import asyncio
+
+    return asyncio.run(_workbench_async(db, n_users))
+
+
+# ------------------------------------------------------------------ (e) segments
+
+
+def segments_part(db: str, runs: int) -> dict:
+    """Segments' first paint: from the section key to the table painted with its data, in a
+    fresh app each time (the screen is built on its first visit). On a copy of the workspace in
+    which customers without profiles get one (a crowd segment among 37 names, one customer in
+    11 left without, as the LLM leaves some): the cost depends on the counts, not on the names.
+    """
+    import asyncio
+
+    from dynllm_tui.app import WorkbenchApp
+    from dynllm_tui.ui.config import UiConfig
+    from dynllm_tui.ui.segments.segments_screen import SegmentsScreen
+    from storage.workspace import Workspace
+
+    folder = Path(tempfile.mkdtemp())
+    copy = folder / "segments.db"
+    shutil.copy(db, copy)
+    with Workspace.open(copy) as ws, ws.transaction() as conn:
+        conn.execute(
+            "INSERT INTO profiles (user_id, as_of, status, crowd_segment, model, input_hash) "
+            "SELECT id, 0, 'ok', 'Segment ' || (id % 37), 'bench', 'bench' FROM users "
+            "WHERE id % 11 != 0 AND id NOT IN (SELECT user_id FROM profiles WHERE status = 'ok')")
+    from dynllm_tui.ui.runs.runs_screen import RunsScreen
+
+    painted: list[float] = []
+
+    def paint_marker(cls: type, name: str) -> None:
+        original = getattr(cls, name)
+
+        def show(self, *args, **kwargs):  # the first paint after the screen's data is in
+            self.call_after_refresh(lambda: painted.append(time.perf_counter()))
+            return original(self, *args, **kwargs)
+
+        setattr(cls, name, show)
+
+    paint_marker(SegmentsScreen, "show_page")
+    paint_marker(RunsScreen, "show")  # the baseline: another section's first paint
+
+    async def once(key: str) -> float:
+        painted.clear()
+        app = WorkbenchApp(str(copy), config=UiConfig())
+        app.animation_level = "none"
+        async with app.run_test(size=SIZE) as pilot:
+            for _ in range(3):
+                await pilot.pause()
+                await app.workers.wait_for_complete()
+            started = time.perf_counter()
+            await pilot.press(key)
+            deadline = started + 30
+            while not painted and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            if not painted:
+                raise TimeoutError(f"the section of key {key} never painted")
+            return painted[0] - started
+
+    try:
+        return {"times": [asyncio.run(once("5")) for _ in range(runs)],
+                "runs_baseline": [asyncio.run(once("3")) for _ in range(runs)]}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # ------------------------------------------------------------------ (c) training stall
 
 
@@ -549,6 +746,12 @@ def main() -> None:
     if args.part == "stall":
         print(json.dumps(stall_part(args.db, args.variant, args.window or None, 3.0)))
         return
+    if args.part == "workbench":
+        print(json.dumps(workbench_part(args.db, args.users)))
+        return
+    if args.part == "segments":
+        print(json.dumps(segments_part(args.db, args.starts)))
+        return
 
     load_start = os.getloadavg()[0]
     db = prepare(args)
@@ -579,6 +782,10 @@ def report(args: argparse.Namespace, db: Path, load_start: float) -> None:
         start = startup(db, args.starts, Path(home))
     print("(b) user detail…", file=sys.stderr)
     detail = in_child("detail", "--db", str(db), "--users", str(args.users))
+    print("(d) workbench: lists and refresh…", file=sys.stderr)
+    bench = in_child("workbench", "--db", str(db), "--users", str(min(args.users, 10)))
+    print("(e) segments…", file=sys.stderr)
+    segments = in_child("segments", "--db", str(db), "--starts", str(args.starts))
 
     import textual
 
@@ -616,6 +823,26 @@ def report(args: argparse.Namespace, db: Path, load_start: float) -> None:
         print(f"{'':<{w}}first open {ms(times[0])}, reused screen after; longest GC pause "
               f"{ms(detail[key]['gc_max'])} ({detail[key]['gc_n']} collections); users: "
               f"{len(times)} most active")
+    for key, label, target in (
+            ("switch", "(d) switch list with reasons (key to table painted)", "switch"),
+            ("refresh_detail", "(d) refresh after a job ends: open customer", "refresh"),
+            ("refresh_home", "(d) refresh after a job ends: Home", "refresh")):
+        times = bench[key]
+        worst = times.index(max(times))
+        row(label, ms(statistics.median(times)), ms(max(times)),
+            f"< {TARGETS[target] * 1000:.0f} ms", max(times) < TARGETS[target],
+            f"{len(times)} times; the slowest had {ms(bench['gc_in'][key][worst])} of GC in it")
+    sizes = bench["list_sizes"]
+    first_sizes = "/".join(str(sizes[0].get(k, 0)) for k in ("all", "buy-again", "discover")) \
+        if sizes else "-"
+    print(f"{'':<{w}}{len(sizes)} customers, 3 switches each; list lengths (all/buy again/"
+          f"discover) of the first: {first_sizes}; refresh: WorkspaceChanged to the reloaded "
+          "data painted")
+    times = segments["times"]
+    row("(e) Segments first paint (key to table painted)", ms(statistics.median(times)),
+        ms(max(times)), "< 300 ms", max(times) < TARGETS["segments"],
+        f"Runs' first paint {ms(statistics.median(segments['runs_baseline']))}; "
+        f"{len(times)} fresh apps, customers profiled but one in 11")
     for stall in stalls:
         window = stall["window"]
         idle_max, idle_p99 = lags(stall["idle"])
@@ -647,7 +874,8 @@ def report(args: argparse.Namespace, db: Path, load_start: float) -> None:
             stall["idle_lag"] = dict(zip(("max", "p99"), lags(stall.pop("idle")), strict=True))
             stall["training_lag"] = dict(zip(("max", "p99"), lags(stall.pop("training")),
                                              strict=True))
-        print(json.dumps({"start": start, "detail": detail, "stall": stalls}))
+        print(json.dumps({"start": start, "detail": detail, "stall": stalls,
+                          "workbench": bench, "segments": segments}))
 
 
 if __name__ == "__main__":

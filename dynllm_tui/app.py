@@ -9,6 +9,7 @@ the config file (`dynllm_tui.ui.config`).
 from __future__ import annotations
 
 import gc
+import os
 import sqlite3
 from collections.abc import Iterable
 from functools import partial
@@ -20,15 +21,20 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from dynllm_tui.jobs.training_lock import training_in_progress
+from dynllm_tui.ui.common.workspace_changed import Change, WorkspaceChanged
 from dynllm_tui.ui.config import UiConfig, load_config
 from dynllm_tui.ui.home.home_screen import HomeScreen
 from dynllm_tui.ui.keys import KEYS, bindings, effective_keys
 from dynllm_tui.ui.reader import WorkspaceReader
 from dynllm_tui.ui.runs.runs_screen import RunsScreen
+from dynllm_tui.ui.segments.segments_screen import SegmentsScreen
 from dynllm_tui.ui.training.training_screen import TrainingScreen
 from dynllm_tui.ui.users.users_screen import UsersScreen
 from storage.errors import DynllmError, sqlite_error
 from storage.workspace import default_workspace_path
+
+LOCK_POLL_S = 2.0  # how often the app looks whether a training started or ended (any process)
 
 
 class WorkbenchApp(App[None]):
@@ -37,7 +43,7 @@ class WorkbenchApp(App[None]):
     TITLE = "dynllm-tui"
     BINDINGS = bindings("app")
     MODES = {"home": HomeScreen, "users": UsersScreen, "runs": RunsScreen,
-             "training": TrainingScreen}
+             "training": TrainingScreen, "segments": SegmentsScreen}
     DEFAULT_MODE = "home"
     CSS = """
     Screen { layers: base overlay; }
@@ -54,6 +60,8 @@ class WorkbenchApp(App[None]):
         self.config = config if config is not None else load_config()
         self.reader = WorkspaceReader(db)
         self.users_search = ""  # the Users screen's current search (export "search result")
+        # (segment, attribute) filters another screen asks Users to show (Segments' Enter).
+        self.users_filter_request: tuple[str | None, str | None] | None = None
         self.workspace_name = Path(db).name if db else ""
         self._background_jobs = 0
         self.build_demo_on_start = build_demo
@@ -61,6 +69,7 @@ class WorkbenchApp(App[None]):
         # The workspace's path as jobs and the training lock name it, known without opening
         # it (the UI thread must not wait on the reader's connection).
         self.db_path = str(Path(db).expanduser() if db else default_workspace_path())
+        self._lock_seen: str | None = None  # the training lock holder's start time, if held
 
     # --- start and stop -----------------------------------------------------------------
 
@@ -76,6 +85,10 @@ class WorkbenchApp(App[None]):
         self.theme = self.config.start_theme
         for warning in self.config.warnings:
             self.notify(warning, title="Config", severity="warning", timeout=10)
+        # The one timer that watches for changes: a training started or ended here or in
+        # another process (which cannot post us a message). Screens themselves never poll.
+        self._lock_seen = (training_in_progress(self.db_path) or {}).get("started_at")
+        self.set_interval(LOCK_POLL_S, self.poll_training_lock)
 
     def on_unmount(self) -> None:
         self.reader.close()
@@ -97,6 +110,14 @@ class WorkbenchApp(App[None]):
             self.pop_screen()
         if self.current_mode != mode:
             self.switch_mode(mode)
+
+    def open_users(self, *, segment: str | None = None, attribute: str | None = None) -> None:
+        """Users showing only the customers of `segment` / with `attribute` (Segments' Enter):
+        the request waits on the app until the Users screen shows (mounted or resumed)."""
+        self.users_filter_request = (segment, attribute)
+        self.action_go("users")
+        while self.current_mode == "users" and len(self.screen_stack) > 1:
+            self.pop_screen()  # a user's detail was open over Users: back to the list
 
     def action_export(self) -> None:
         from dynllm_tui.ui.export.export_modal import ExportModal
@@ -126,6 +147,16 @@ class WorkbenchApp(App[None]):
         if refresh is not None:
             refresh()
 
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """An SVG of the screen through Textual's own screenshot, saved in the workspace's
+        folder (the current folder when that cannot be written); Textual notifies with the
+        path once it is written. Served to a browser (`dynllm-tui serve`), it opens there."""
+        self.deliver_screenshot(filename, path or str(self.screenshot_folder()))
+
+    def screenshot_folder(self) -> Path:
+        folder = Path(self.db_path).parent
+        return folder if os.access(folder, os.W_OK) else Path.cwd()
+
     def background_job_started(self) -> None:
         """A long job (training, the demo build) runs in a child process and streams progress.
         Everything the app holds now is long-lived, so it is frozen out of the garbage collector
@@ -140,13 +171,35 @@ class WorkbenchApp(App[None]):
         if self._background_jobs == 0:
             gc.unfreeze()
 
-    def data_changed(self) -> None:
-        """A job changed the workspace (a training finished, the demo grew): refresh the section
-        on screen. The others reload when shown again (Home, Runs and Training on resume, Users
-        when its data version moved), so a hidden screen does no work for nothing."""
-        screen = self.screen
-        if isinstance(screen, HomeScreen | RunsScreen):
-            screen.refresh_data()
+    def workspace_changed(self, kind: str, *, run_id: int | None = None,
+                          user_ids: Iterable[int] = (),
+                          holder: dict[str, Any] | None = None) -> None:
+        """A job changed the workspace (`kind`: import, profiles, run, activate, training):
+        tell every screen the app holds, shown or not, with one `WorkspaceChanged` message;
+        each reloads what it shows if the change concerns it."""
+        change = Change(kind, run_id, frozenset(user_ids), holder)
+        for screen in self.workbench_screens():
+            screen.post_message(WorkspaceChanged(change))
+
+    def workbench_screens(self) -> list[Screen]:
+        """Every screen mounted in the app: each mode's stack and the installed screens (the
+        user detail that Users keeps for reuse), once each."""
+        seen: dict[int, Screen] = {}
+        candidates = [s for stack in self._screen_stacks.values() for s in stack]
+        candidates += [s for s in self._installed_screens.values() if isinstance(s, Screen)]
+        for screen in candidates:
+            if screen.is_attached:
+                seen.setdefault(id(screen), screen)
+        return list(seen.values())
+
+    def poll_training_lock(self) -> None:
+        """A training started or ended (here or in another process): one non-blocking flock
+        probe and a tiny read, cheap enough for the UI thread."""
+        holder = training_in_progress(self.db_path)
+        started = (holder or {}).get("started_at")
+        if started != self._lock_seen:
+            self._lock_seen = started
+            self.workspace_changed("training", holder=holder)
 
     def show_error(self, title: str, exc: BaseException) -> None:
         """Errors from workers: one notification, never a crash."""
@@ -177,5 +230,6 @@ class WorkbenchApp(App[None]):
             yield SystemCommand(spec.description, f"key {key} · {spec.id}",
                                 partial(screen.run_action, spec.action))
         for command in super().get_system_commands(screen):
-            if command.title != "Quit":  # ours is above, with its remappable key
+            # Ours are above, with their remappable keys (and the screenshot's folder).
+            if command.title not in ("Quit", "Screenshot"):
                 yield command

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_import(args)
         if args.command == "status":
             return _cmd_status(args)
+        if args.command == "taxonomy":
+            return _cmd_taxonomy(args)
         if args.command == "profiles":
             return _cmd_profiles(args)
         if args.command == "train":
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_recommend(args)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "segments":
+            return _cmd_segments(args)
         if args.command == "check":
             return _cmd_check(args)
         if args.command == "replay":
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_activate(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         return _open_app(args.db)
     except DynllmError as exc:
         _emit_error(args, str(exc))
@@ -161,17 +167,43 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_taxonomy(args: argparse.Namespace) -> int:
+    from dynllm_tui.jobs.taxonomy import taxonomy_job
+
+    with progress_bar("taxonomy", phases=True) as bar:
+        summary = taxonomy_job(args.db, k=args.k, seed=args.seed, llm=args.llm, progress=bar)
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    elif summary.catalogue_categories:
+        print("taxonomy: the catalogue has categories of its own; they are used as they are")
+    else:
+        print(f"taxonomy {summary.version}: {len(summary.clusters)} clusters over "
+              f"{summary.items:,} items ({summary.k_rule}); "
+              + ("reused" if summary.reused else f"{summary.llm_calls} LLM calls"))
+        for c in sorted(summary.clusters, key=lambda c: -c["size"]):
+            print(f"{c['size']:>7,}  {c['name']}  ({c['name_source']})")
+        for note in summary.notes:
+            print(f"note: {note}")
+    return 0
+
+
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from dynllm_tui.jobs.profiles import profiles_job
+    from dynllm_tui.jobs.profiles import ServerSettings, profiles_job
 
     users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
+    server = ServerSettings(llm_model=args.llm_model, encoder_model=args.encoder_model,
+                            response_format=args.response_format, timeout_s=args.timeout,
+                            retries=args.retries)
     with progress_bar("profiles") as bar, cancel_on_sigint() as cancel:
         summary = profiles_job(
             args.db, llm=args.llm, chat_format=args.chat_format, every=args.every,
             min_new=args.min_new, users=users, limit=args.limit,
-            retry_failed=args.retry_failed, embed=not args.no_embed, progress=bar,
-            cancel=cancel,
+            retry_failed=args.retry_failed, embed=not args.no_embed,
+            concurrency=args.concurrency, server=server, encoder=args.encoder,
+            re_embed=args.re_embed, progress=bar, cancel=cancel,
         )
+    for line in summary.endpoints_dropped:  # the run went on with the other endpoints
+        print(f"warning: {line}; its requests went to the other endpoints", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -312,8 +344,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
     with progress_bar("export") as bar:
         count = export_job(args.db, args.what, args.out, k=args.k, run_id=args.run, users=users,
-                           progress=bar, list_name=args.list_name, reasons=args.reasons)
+                           progress=bar, list_name=args.list_name, reasons=args.reasons,
+                           segment=args.segment)
     print(f"wrote {count:,} rows to {args.out}")
+    return 0
+
+
+def _cmd_segments(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from dynllm_tui.jobs import segments as job
+
+    if args.limit < 1:
+        raise DynllmError(f"--limit must be at least 1 (got {args.limit})")
+    if args.name is not None:
+        detail = job.segment_info(args.db, args.name, run_id=args.run)
+        lines = job.segment_detail_text(detail)
+        data: Any = asdict(detail)
+    else:
+        page = job.segments_table(args.db, limit=args.limit, run_id=args.run)
+        lines = job.segments_text(page)
+        data = asdict(page)
+    print(json.dumps(data, indent=2) if args.json else "\n".join(lines))
     return 0
 
 
@@ -377,6 +429,13 @@ def _demo_jsonl(db: Any, options: dict[str, Any]) -> int:
         "training_status": None if training is None else training.status,
     }})
     return EXIT_INTERRUPTED if summary.cancelled else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from dynllm_tui.serve import serve
+
+    serve(_workspace_path(args), host=args.host, port=args.port)
+    return 0
 
 
 def _open_app(db: str | None) -> int:

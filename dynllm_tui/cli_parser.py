@@ -46,14 +46,43 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="workspace summary: counts and imports")
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
+    tax = sub.add_parser(
+        "taxonomy", help="categories derived from item texts (catalogues without categories)",
+        description="Cluster the item texts, name each cluster once with the LLM, store it; "
+        "reused until the catalogue changes. Shows each cluster's size and name.")
+    tax.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
+    tax.add_argument("--seed", type=int, help="k-means seed (default 0)")
+    tax.add_argument("--llm", default="smollm2", help="packaged model name or .gguf path")
+    tax.add_argument("--json", action="store_true", help="print one JSON object")
+
     prof = sub.add_parser(
         "profiles", help="write time-stamped user profiles with the local LLM, embed them",
         description="Profiles are made at calendar boundaries from each user's history strictly "
         "before the boundary (plus a final one after the last event), committed one by one: "
         "Ctrl-C or kill, then rerun to resume; unchanged snapshots are skipped.",
     )
-    prof.add_argument("--llm", default="smollm2", metavar="NAME|PATH",
-                      help="packaged model (smollm2, gemma3-270m) or a .gguf file")
+    prof.add_argument("--llm", default="smollm2", metavar="NAME|PATH|URL",
+                      help="packaged model (smollm2, gemma3-270m), a .gguf file, or "
+                      "OpenAI-compatible servers: http://HOST:PORT/v1[,http://HOST2:PORT/v1]")
+    prof.add_argument("--concurrency", type=int, default=1, metavar="N",
+                      help="requests in flight per --llm endpoint (default 1)")
+    prof.add_argument("--llm-model", metavar="NAME",
+                      help="the model to ask the --llm servers for (default: their only one)")
+    prof.add_argument("--response-format", choices=["json_object", "json_schema"],
+                      default="json_object", help="how the JSON schema is sent to --llm "
+                      "servers: json_object (llama.cpp, llama-cpp-python) or json_schema (vLLM)")
+    prof.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                      help="seconds to wait for one server answer (default 120)")
+    prof.add_argument("--retries", type=int, default=3, metavar="N",
+                      help="retries, with back-off, of a server that is down or failing")
+    prof.add_argument("--encoder", metavar="URL",
+                      help="embed with an OpenAI-compatible /v1/embeddings endpoint instead "
+                      "of the packaged encoder")
+    prof.add_argument("--encoder-model", metavar="NAME",
+                      help="the model to ask the --encoder server for (default: its only one)")
+    prof.add_argument("--re-embed", action="store_true",
+                      help="replace the stored text vectors of other encoders (needed to "
+                      "switch to vectors of another size)")
     prof.add_argument("--chat-format", help="llama.cpp chat format for a GGUF without template")
     prof.add_argument("--every", default="month", choices=["week", "month", "quarter"])
     prof.add_argument("--min-new", type=int, metavar="N",
@@ -129,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recommendations: all (default), buy-again or discover")
     export.add_argument("--reasons", action="store_true",
                         help="recommendations: add a 'reason' column (why each item)")
+    export.add_argument("--segment", metavar="NAME",
+                        help="recommendations: only the customers of this crowd segment "
+                        "(see `dynllm-tui segments`)")
+
+    seg = sub.add_parser("segments", help="customers by crowd segment: users, share, repeat "
+                         "share, facet weights; with NAME, that segment's most recommended items")
+    seg.add_argument("name", nargs="?", metavar="NAME", help="one segment (quote it)")
+    seg.add_argument("--limit", type=int, default=50, help="segments shown (default 50)")
+    seg.add_argument("--run", type=int, help="run id (default: the active run)")
+    seg.add_argument("--json", action="store_true", help="print JSON")
 
     replay = sub.add_parser(
         "replay", help="replay a finished run into the workspace again (lists, reasons, "
@@ -144,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read-only: runs SQLite's integrity check over every page and counts each "
         "table. Exit 0 when the workspace is sound, 2 when it is damaged, with what to do.")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+
+    serve = sub.add_parser(
+        "serve", help="serve the app on the workspace to a web browser (textual-serve)",
+        description="Serve the app to a web browser: open the printed address; each tab runs "
+        "its own app on the same workspace. Stop with Ctrl-C.")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                       "127.0.0.1: this machine only; the app can train and write files)")
 
     demo = sub.add_parser("demo", help="build the demo workspace from the shipped Online Retail "
                           "slice, then open the app")

@@ -68,3 +68,22 @@ def test_user_detail_discover_with_reasons(snap_compare, ui_workspace):
 
     assert snap_compare(make_app(ui_workspace), terminal_size=(110, 32),
                         run_before=open_discover)
+
+
+def test_segments(snap_compare, ui_workspace):
+    """Segments: the table (users, share, repeat share, mean facet weights) and the highlighted
+    segment's detail with its most recommended buy-again and discover items."""
+    from tests.ui.recommendation_lists import add_lists
+    from tests.ui.segments_workspace import add_segment_profiles
+
+    add_lists(ui_workspace)
+    add_segment_profiles(ui_workspace)
+
+    async def open_segments(pilot) -> None:
+        await pilot.press("5")
+        await settle(pilot)
+        await pilot.press("down")
+        await settle(pilot)
+
+    assert snap_compare(make_app(ui_workspace), terminal_size=(110, 32),
+                        run_before=open_segments)

@@ -13,6 +13,7 @@ from textual.widgets import Footer
 
 from dynllm_tui.ui.common.nav_bar import NavBar
 from dynllm_tui.ui.common.workbench import Workbench
+from dynllm_tui.ui.common.workspace_changed import Change, WorkspaceChanged
 
 
 class WorkerResults:
@@ -66,3 +67,22 @@ class WorkbenchScreen(WorkerResults, Screen):
 
     def refresh_data(self) -> None:
         """Reload what the screen shows (the refresh key, and after jobs change the data)."""
+
+    # The kinds of workspace change (`workspace_changed.KINDS`) that alter what this screen
+    # shows; a screen widens it, or overrides `concerns` for finer rules. Not "profiles" by
+    # default: those come every second while the demo makes profiles, and a list reloaded
+    # that often would keep losing the analyst's place.
+    CONCERNS: ClassVar[frozenset[str]] = frozenset({"import"})
+
+    def concerns(self, change: Change) -> bool:
+        return change.kind in self.CONCERNS
+
+    def on_workspace_changed(self, message: WorkspaceChanged) -> None:
+        """The one place a screen learns that a job changed the workspace (see
+        `workspace_changed`): reload if the change concerns what it shows."""
+        if self.is_attached and self.concerns(message.change):
+            self.workspace_changed(message.change)
+
+    def workspace_changed(self, change: Change) -> None:
+        """React to a change that concerns this screen: by default, reload everything."""
+        self.refresh_data()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-SECTIONS = (("home", "Home"), ("users", "Users"), ("runs", "Runs"), ("training", "Training"))
+SECTIONS = (("home", "Home"), ("users", "Users"), ("runs", "Runs"), ("training", "Training"),
+            ("segments", "Segments"))
 
 
 class NavBar(Static):

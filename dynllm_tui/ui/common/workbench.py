@@ -5,6 +5,7 @@ import its screens without the screens importing the app back."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from dynllm_tui.ui.reader import WorkspaceReader
@@ -22,7 +23,9 @@ class Workbench(Protocol):
 
     def show_error(self, title: str, exc: BaseException) -> None: ...
 
-    def data_changed(self) -> None: ...
+    def workspace_changed(self, kind: str, *, run_id: int | None = None,
+                          user_ids: Iterable[int] = (),
+                          holder: dict[str, Any] | None = None) -> None: ...
 
     def background_job_started(self) -> None: ...
 

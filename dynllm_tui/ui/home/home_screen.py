@@ -4,9 +4,11 @@ The demo build (`dynllm_tui.jobs.demo.demo_job`: import, then profiles, training
 that job grows) runs as a child process, `dynllm-tui demo --no-open`
 (`dynllm_tui.jobs.child_process`: torch, llama.cpp and transformers never load in the app, so
 they never stall its event loop), watched by a thread worker, with a progress bar and its current
-phase; the app stays usable meanwhile, and the summary reloads each time a phase ends (its data
-has landed). The app's `build_demo=True` (what `dynllm-tui demo` opens) starts the same build as
-Home first shows.
+phase; the app stays usable meanwhile. What the build commits reaches every screen as a
+`WorkspaceChanged` message (`ui/common/workspace_changed.py`): when the import phase ends, as
+profiles are committed (at most once a second, so "Profiles N made" follows the bar), and when the
+build ends (the run). The app's `build_demo=True` (what `dynllm-tui demo` opens) starts the same
+build as Home first shows.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from textual.worker import get_current_worker
 
 from dynllm_tui.jobs.training_lock import training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
+from dynllm_tui.ui.common.workspace_changed import KINDS
 from dynllm_tui.ui.home.imports_table import ImportsTable
 from dynllm_tui.ui.home.pipeline_panel import PipelinePanel
 from dynllm_tui.ui.home.summary_panel import SummaryPanel
@@ -30,7 +33,23 @@ from storage.browse import pipeline_status
 from storage.queries import workspace_status
 
 PROGRESS_EVERY_S = 0.1  # demo progress reaches the UI at most 10 times a second
-LOCK_POLL_S = 2.0  # how often to look whether a training started or ended (any process)
+# While profiles are being committed, the screens reload their counts at most this often: each
+# reload is two small queries, and a profile takes about a second anyway.
+PROFILES_REFRESH_S = 1.0
+# The profiles job's phases (its catalogue steps first: item embeddings, taxonomy names).
+PROFILE_PHASES = frozenset({"profiles", "embeddings", "item embeddings", "taxonomy",
+                            "taxonomy names"})
+RUN_PHASES = frozenset({"train", "test", "replay"})
+
+
+def phase_change(ended: str | None) -> str | None:
+    """What the workspace holds once a demo phase has ended: the kind of `WorkspaceChanged` to
+    post, or None. Training's phases post nothing: the run is usable only once the build ends
+    (which posts "run"). Any other phase is the import's (it names its own steps: reading,
+    writing, indexing, …)."""
+    if ended is None or ended in RUN_PHASES:
+        return None
+    return "profiles" if ended in PROFILE_PHASES else "import"
 
 
 def demo_args(options: dict[str, Any]) -> list[str]:
@@ -50,6 +69,7 @@ class HomeScreen(WorkbenchScreen):
     SCOPE = "home"
     SECTION = "home"
     BINDINGS = bindings("home")
+    CONCERNS = KINDS  # the summary and pipeline show a bit of everything
     DEFAULT_CSS = """
     HomeScreen #demo-progress { height: auto; padding: 0 1; display: none; }
     HomeScreen #demo-progress.running { display: block; }
@@ -61,7 +81,8 @@ class HomeScreen(WorkbenchScreen):
         self.demo_running = False
         self.demo_phase: str | None = None
         self._cancel: Any = None
-        self._holder_seen: str | None = None  # the training lock holder's start time, if held
+        self._profiles_posted = 0.0  # when the last "profiles" change was posted (monotonic)
+        self._profiles_done = 0  # the profiles count of that post
 
     def compose_body(self) -> Iterable[Any]:
         yield SummaryPanel(id="summary")
@@ -73,7 +94,6 @@ class HomeScreen(WorkbenchScreen):
 
     def on_mount(self) -> None:
         self.refresh_data()
-        self.set_interval(LOCK_POLL_S, self.poll_lock)
         if self.workbench.build_demo_on_start:
             self.workbench.build_demo_on_start = False  # once, not on every new Home
             self.start_demo()
@@ -104,23 +124,12 @@ class HomeScreen(WorkbenchScreen):
     def show(self, status: dict[str, Any], pipeline: Any,
              holder: dict[str, Any] | None = None) -> None:
         self.empty = not status["interactions"]
-        self._holder_seen = (holder or {}).get("started_at")
         self.workbench.sub_title = status["workspace"]
         self.query_one(SummaryPanel).show(status, self.workbench.key_display("home.demo"))
         self.query_one(PipelinePanel).show(pipeline, not self.empty, holder,
                                            self.workbench.key_display("training"))
         self.query_one(ImportsTable).show(status["imports"])
         self.refresh_bindings()
-
-    def poll_lock(self) -> None:
-        """Reload when a training started or ended, here or in another process. A non-blocking
-        flock probe and a tiny read: cheap enough for the UI thread."""
-        if self.empty is None:
-            return  # the first load has not landed yet
-        holder = training_in_progress(self.workbench.db_path)
-        if (holder or {}).get("started_at") != self._holder_seen:
-            self._holder_seen = (holder or {}).get("started_at")
-            self.refresh_data()
 
     # --- the demo -----------------------------------------------------------------------
 
@@ -203,9 +212,16 @@ class HomeScreen(WorkbenchScreen):
             f"Building the demo workspace: {phase} · stop with "
             f"{self.workbench.key_display('home.cancel_demo')}")
         if phase != self.demo_phase:
-            if self.demo_phase is not None:  # the previous phase's data is in the workspace
-                self.workbench.data_changed()
+            ended = phase_change(self.demo_phase)
+            if ended is not None:  # the previous phase's data is in the workspace
+                self.workbench.workspace_changed(ended)
             self.demo_phase = phase
+        elif phase == "profiles" and done != self._profiles_done:
+            # Each profile is committed as it is made: let the counts follow the bar.
+            now = time.monotonic()
+            if now - self._profiles_posted >= PROFILES_REFRESH_S:
+                self._profiles_posted, self._profiles_done = now, done
+                self.workbench.workspace_changed("profiles")
 
     def demo_done(self, ok: bool, stopped: str | None = None) -> None:
         if self.demo_running:
@@ -220,4 +236,8 @@ class HomeScreen(WorkbenchScreen):
             self.notify(f"Demo build stopped ({stopped}); dynllm-tui demo resumes it",
                         title="Demo", severity="warning")
         self.refresh_bindings()
-        self.workbench.data_changed()  # reloads Home now if on screen, else when shown again
+        # Once, for the whole build: every screen reloads what the build changed (a stopped
+        # build may still have landed data or left a cancelled run).
+        reached_training = self.demo_phase in RUN_PHASES
+        self.workbench.workspace_changed(
+            "run" if ok or reached_training else phase_change(self.demo_phase) or "import")

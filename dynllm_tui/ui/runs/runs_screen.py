@@ -28,6 +28,7 @@ class RunsScreen(WorkbenchScreen):
     SCOPE = "runs"
     SECTION = "runs"
     BINDINGS = bindings("runs")
+    CONCERNS = frozenset({"run", "activate", "training"})
     DEFAULT_CSS = """
     RunsScreen .hidden { display: none; }
     """
@@ -131,6 +132,18 @@ class RunsScreen(WorkbenchScreen):
         panel.set_class(False, "hidden")
         panel.show(first, by_id[selected])
 
+    def action_copy_runs(self) -> None:
+        """Copy the runs table as TSV through the terminal's clipboard (OSC 52)."""
+        from dynllm_tui.ui.common.clipboard import runs_tsv
+        from storage.browse import HEADLINE_METRICS
+
+        if not self.runs:
+            self.notify(f"Nothing copied: {NO_RUN}", title="Copy", severity="warning")
+            return
+        runs = [replace(r, active=r.id == self.active_id) for r in self.runs]
+        self.app.copy_to_clipboard(runs_tsv(runs, HEADLINE_METRICS))
+        self.notify(f"Copied {len(runs)} runs as TSV, with a header line", title="Copy")
+
     @work(thread=True, exclusive=True, group="activate", exit_on_error=False)
     def activate(self, run_id: int) -> None:
         try:
@@ -139,4 +152,5 @@ class RunsScreen(WorkbenchScreen):
             self.fail("Active run", exc)
             return
         self.deliver(self.notify, f"Run #{run_id} is now the active run", title="Runs")
-        self.deliver(self.refresh_data)
+        # Every screen showing the active run's recommendations follows (this one included).
+        self.deliver(self.workbench.workspace_changed, "activate", run_id=run_id)

@@ -25,6 +25,7 @@ from textual.widgets import Button
 from dynllm_tui.jobs.activate import describe_activation
 from dynllm_tui.jobs.training_lock import describe, training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
+from dynllm_tui.ui.common.workspace_changed import Change
 from dynllm_tui.ui.keys import bindings
 from dynllm_tui.ui.run_status import run_status
 from dynllm_tui.ui.training.progress_relay import ProgressRelay, RelayUpdate
@@ -39,7 +40,6 @@ from models.vocabulary import ABLATIONS  # torch-free: the app must not load the
 from storage.browse import RunSummary, headline_metrics, list_runs
 
 DRAIN_EVERY_S = 0.1  # UI updates from a running training: at most 10 a second
-LOCK_POLL_S = 2.0  # how often to look whether another process started or ended a training
 
 
 @dataclass
@@ -67,6 +67,7 @@ class TrainingScreen(WorkbenchScreen):
     BINDINGS = bindings("training")
     # Not the first field: a focused input would swallow the section keys (1-4, q, ...).
     AUTO_FOCUS = "#start"
+    CONCERNS = frozenset({"run", "activate", "training"})
     DEFAULT_CSS = """
     TrainingScreen #training-body { height: 1fr; }
     TrainingScreen #training-right { width: 1fr; height: 1fr; }
@@ -97,7 +98,6 @@ class TrainingScreen(WorkbenchScreen):
     def on_mount(self) -> None:
         self.load_ablations()
         self.refresh_data()
-        self.set_interval(LOCK_POLL_S, self.poll_lock)
 
     def on_screen_resume(self) -> None:
         self.refresh_data()
@@ -155,10 +155,19 @@ class TrainingScreen(WorkbenchScreen):
     def set_ablations(self, names: tuple[str, ...]) -> None:
         self.query_one(TrainingForm).set_ablations(names)
 
+    def workspace_changed(self, change: Change) -> None:
+        if change.kind == "training":  # the app saw the lock change: no need to look again
+            self.set_holder(change.holder)
+        else:
+            self.refresh_data()
+
     def poll_lock(self) -> None:
-        """Look at the workspace's training lock. A non-blocking flock and a read of a tiny
-        file: cheap enough for the UI thread, so the screen can react at once."""
-        holder = training_in_progress(self.workbench.db_path)
+        """Look at the workspace's training lock now (before a start, on a refresh): a
+        non-blocking flock and a read of a tiny file, cheap enough for the UI thread. Changes
+        between those are the app's `WorkspaceChanged("training")`."""
+        self.set_holder(training_in_progress(self.workbench.db_path))
+
+    def set_holder(self, holder: dict[str, Any] | None) -> None:
         changed = (holder or {}).get("started_at") != (self.holder or {}).get("started_at")
         self.holder = holder
         if changed:
@@ -316,8 +325,9 @@ class TrainingScreen(WorkbenchScreen):
             self.query_one(TrainingProgress).finish(summary.epochs, epochs, summary.status)
             self.notify(self.outcome(summary), title="Training", timeout=10,
                         severity="information" if summary.status == "done" else "warning")
-        self.workbench.data_changed()
-        self.refresh_data()
+        # Once, for every screen (this one included): the run is stored, or was cancelled.
+        self.workbench.workspace_changed(
+            "run", run_id=None if summary is None else getattr(summary, "run_id", None))
 
     @staticmethod
     def outcome(summary: Any) -> str:

@@ -30,6 +30,9 @@ from storage.browse import (
 NO_REASON = "—"
 
 
+COLUMNS = ("rank", "item", "title", "score", "bought before", "why")
+
+
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -73,9 +76,14 @@ class RecommendationsTable(Vertical):
         yield DataTable(id="recs-table", cursor_type="row", zebra_stripes=True, classes="hidden")
         yield Static(id="recs-why", classes="hidden")
 
+    def _ensure_columns(self, table: DataTable) -> None:
+        # A second `l` right after the tab opens can reach show() before on_mount has run;
+        # rows without columns would crash the screen, so whoever comes first adds them.
+        if not table.columns:
+            table.add_columns(*COLUMNS)
+
     def on_mount(self) -> None:
-        self.query_one("#recs-table", DataTable).add_columns(
-            "rank", "item", "title", "score", "bought before", "why")
+        self._ensure_columns(self.query_one("#recs-table", DataTable))
         detail = getattr(self.screen, "detail", None)
         if detail is not None:
             self.show(detail)
@@ -105,6 +113,7 @@ class RecommendationsTable(Vertical):
         table = self.query_one("#recs-table", DataTable)
         empty = self.query_one("#no-recs", EmptyState)
         switch = self.query_one("#recs-lists", Static)
+        self._ensure_columns(table)
         table.clear()
         message = empty_message(detail, self.list_name)
         switch.update(self._switch_line(detail) if detail.run is not None else "")

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual import on, work
-from textual.widgets import TabbedContent, TabPane
+from textual.widgets import DataTable, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
 
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
+from dynllm_tui.ui.common.workspace_changed import Change
 from dynllm_tui.ui.keys import bindings
 from dynllm_tui.ui.user_detail.profile_view import ProfileView
 from dynllm_tui.ui.user_detail.timeline_table import TimelineTable
@@ -57,6 +58,10 @@ class UserDetailScreen(WorkbenchScreen):
     # Straight to the timeline: focusing the tabs first and then the table would make the
     # footer rebuild its keys twice before the first paint.
     AUTO_FOCUS = "#timeline-table"
+    # A finished or newly active run brings recommendations, weights and memory; profiles and
+    # imports change the profile and timeline tabs; a training that ended in another process
+    # may have stored a run too.
+    CONCERNS = frozenset({"run", "activate", "profiles", "import", "training"})
     DEFAULT_CSS = """
     UserDetailScreen TabbedContent { height: 1fr; }
     UserDetailScreen TabPane { padding: 0; }
@@ -106,6 +111,11 @@ class UserDetailScreen(WorkbenchScreen):
     def refresh_data(self) -> None:
         self.load(self.user_id)
 
+    def concerns(self, change: Change) -> bool:
+        if change.kind == "training":
+            return change.holder is None  # a training ended (it may have stored a run)
+        return change.kind in self.CONCERNS and change.concerns_user(self.user_id)
+
     @work(thread=True, exclusive=True, exit_on_error=False)
     def load(self, user_id: int) -> None:
         try:
@@ -120,10 +130,15 @@ class UserDetailScreen(WorkbenchScreen):
     def show(self, detail: UserDetail) -> None:
         if detail.user_id != self.user_id:
             return  # a late answer for the user shown before
+        # A reload of the same user (a job changed the workspace) keeps the timeline where
+        # the analyst left it unless the user's events changed.
+        same_events = self.detail is not None and self.detail.user_id == detail.user_id \
+            and self.detail.events == detail.events
         self.detail = detail
         self._current.clear()
         self.query_one(UserHeader).show(detail)
-        self.query_one(TimelineTable).show(detail.timeline, detail.events)
+        if not same_events:
+            self.query_one(TimelineTable).show(detail.timeline, detail.events)
         self.show_active_view()  # the other tabs catch up when shown
         self._call_ready(detail.user_id)
 
@@ -150,6 +165,23 @@ class UserDetailScreen(WorkbenchScreen):
     @on(TabbedContent.TabActivated)
     def tab_activated(self) -> None:
         self.show_active_view()
+        # Focus follows the tab: otherwise the timeline keeps the focus from behind, and
+        # coming back to this screen (from another section) would re-focus it and flip the
+        # tabs back to the timeline.
+        self.call_after_refresh(self._focus_active_pane)
+
+    def _focus_active_pane(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        pane = tabs.active_pane
+        if pane is None:
+            return
+        # A table, never a form control: a Select (the profile's snapshots) would take the
+        # letter keys (type to search) from the screen's bindings.
+        inside = [w for w in pane.query(DataTable) if w.focusable]
+        if inside:
+            self.set_focus(inside[0])
+        elif self.focused is not None and pane not in self.focused.ancestors:
+            self.set_focus(tabs.query_one(Tabs))
 
     @on(TimelineTable.NeedMore)
     def need_more(self, event: TimelineTable.NeedMore) -> None:
@@ -189,6 +221,28 @@ class UserDetailScreen(WorkbenchScreen):
             views.first().select(list_name)
         else:  # the view is built when the tab shows (show_active_view), on this list
             self._first_list = list_name or "buy-again"
+
+    def action_copy_list(self) -> None:
+        """Copy the recommendations list shown (or that the Top tab would open on) as TSV,
+        through the terminal's clipboard (OSC 52: works over ssh, not in macOS Terminal)."""
+        from dynllm_tui.ui.common.clipboard import recommendations_tsv
+        from dynllm_tui.ui.user_detail.recommendations_table import empty_message
+        from storage.browse import LIST_LABELS
+
+        detail = self.detail
+        if detail is None:
+            self.notify(f"Customer {self.external_id} is still loading", severity="warning")
+            return
+        views = self.query("#recs-view")
+        list_name = views.first().list_name if views else self._first_list
+        message = empty_message(detail, list_name)
+        if message is not None:
+            self.notify(f"Nothing copied: {message}", title="Copy", severity="warning")
+            return
+        rows = detail.lists[list_name]
+        self.app.copy_to_clipboard(recommendations_tsv(rows))
+        self.notify(f"Copied {len(rows)} lines ({LIST_LABELS[list_name]}, customer "
+                    f"{self.external_id}) as TSV, with a header line", title="Copy")
 
     def action_snapshot(self, delta: int) -> None:
         tabs = self.query_one(TabbedContent)

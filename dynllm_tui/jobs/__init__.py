@@ -5,8 +5,8 @@ CLI drives it with a progress bar, the app runs it in a worker (training and the
 process, `child_process`). Nothing here imports Textual. Modules:
 
 - `control`: the progress and cancel conventions every job shares;
-- `imports`, `profiles`, `taxonomy`, `training`, `evaluation`, `recommend`, `export`, `demo`,
-  `check`: the jobs;
+- `imports`, `profiles`, `taxonomy`, `training`, `evaluation`, `recommend`, `export`,
+  `segments`, `status`, `replay`, `activate`, `demo`, `check`: the jobs;
 - `train_settings`: the range of every numeric training setting (CLI, form, job);
 - `workspace_data`: the workspace read once as the model sees it (training, evaluation, replay);
 - `child_process`: a CLI job run as a child process, its JSON-lines progress read back;

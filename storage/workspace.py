@@ -275,8 +275,13 @@ def _check_identity(path: Path, conn: sqlite3.Connection, version: int, app_id: 
     if app_id not in (0, APPLICATION_ID):
         raise WorkspaceError(f"{path}: an SQLite database of another application, not a workspace")
     if version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-        if tables:
+        # The version and the tables in ONE statement, one snapshot: another opener may commit
+        # the whole schema between our first look at the version and this count (the longer the
+        # migrations, the likelier), and a file it has just made is a workspace.
+        version, tables = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master WHERE type = 'table')").fetchone()
+        if tables and version == 0:
             raise WorkspaceError(
                 f"{path}: an SQLite database with {tables} tables that is not a dynllm-tui "
                 "workspace; choose another file"

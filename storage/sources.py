@@ -284,6 +284,35 @@ def _count_line_ends(path: Path) -> tuple[int, bool]:
     return count, last == b"\n"
 
 
+
+class LineEndCounter:
+    """Counts a file's line ends in a background thread while Arrow parses it, to tell whether
+    data row i sits on line i + 2 (no blank lines, no line breaks inside fields)."""
+
+    def __init__(self, path: Path, *, daemon: bool = False) -> None:
+        self.path = path
+        self._counted: dict[str, object] = {}
+        self._thread = threading.Thread(target=self._count, name="count-lines", daemon=daemon)
+        self._thread.start()
+
+    def _count(self) -> None:
+        try:
+            self._counted["ends"] = _count_line_ends(self.path)
+        except InputError as exc:
+            self._counted["error"] = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def simple_lines(self, rows: int) -> bool:
+        """Waits for the count; True when `rows` data rows after the header fill exactly the
+        file's lines (raises the counter's InputError if the file could not be read)."""
+        self._thread.join()
+        if "error" in self._counted:
+            raise self._counted["error"]  # type: ignore[misc]
+        ends, trailing = self._counted["ends"]  # type: ignore[misc]
+        return ends + (0 if trailing else 1) == rows + 1
+
 def _line_numbers_by_scan(table: Table) -> np.ndarray:
     """Exact line numbers from the row reader (when fields hold line breaks or lines are blank)."""
     import numpy as np
@@ -323,16 +352,7 @@ def read_columns(table: Table) -> tuple[pa.Table, np.ndarray]:
 
     # Arrow parses from its own (de)compressing stream while a second thread counts line ends,
     # which tells whether row i sits on line i + 2 (no blank lines, no line breaks in fields).
-    counted: dict[str, object] = {}
-
-    def count() -> None:
-        try:
-            counted["ends"] = _count_line_ends(table.path)
-        except InputError as exc:
-            counted["error"] = exc
-
-    counter = threading.Thread(target=count, name="count-lines")
-    counter.start()
+    counter = LineEndCounter(table.path)
     delimiter = "\t" if table.fmt == "tsv" else ","
     compression = "gzip" if _is_gzip(table.path) else None
 
@@ -363,11 +383,7 @@ def read_columns(table: Table) -> tuple[pa.Table, np.ndarray]:
         for _ in table.rows():  # raises the precise InputError (line, field count, encoding)
             pass
         raise InputError(table.path, f"unreadable {table.fmt.upper()} ({exc})") from None
-    counter.join()
-    if "error" in counted:
-        raise counted["error"]  # type: ignore[misc]
-    ends, trailing = counted["ends"]  # type: ignore[misc]
-    if ends + (0 if trailing else 1) == data.num_rows + 1:
+    if counter.simple_lines(data.num_rows):
         lines = np.arange(2, data.num_rows + 2, dtype=np.int64)
     else:
         lines = _line_numbers_by_scan(table)

@@ -12,7 +12,6 @@ and column, and the import stops before writing anything.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -293,21 +292,10 @@ class ChunkReader:
     def _delimited(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
         import pyarrow.csv as pacsv
 
-        from storage.sources import _BIG_BLOCK, MAX_FIELD_BYTES, _count_line_ends, _is_gzip
+        from storage.sources import _BIG_BLOCK, MAX_FIELD_BYTES, LineEndCounter, _is_gzip
 
         table = self.table
-        counted: dict[str, object] = {}
-
-        def count() -> None:
-            try:
-                counted["ends"] = _count_line_ends(table.path)
-            except InputError as exc:
-                counted["error"] = exc
-
-        counter = None
-        if not self.exact_lines:
-            counter = threading.Thread(target=count, name="count-lines", daemon=True)
-            counter.start()
+        counter = None if self.exact_lines else LineEndCounter(table.path, daemon=True)
         numbers = None if not self.exact_lines else (line for line, _ in table.rows())
         raw = pa.OSFile(str(table.path))
         stream = pa.CompressedInputStream(raw, "gzip") if _is_gzip(table.path) else raw
@@ -362,13 +350,8 @@ class ChunkReader:
             raise InputError(table.path, f"unreadable {table.fmt.upper()} ({exc})") from None
         finally:
             raw.close()
-        if counter is not None:
-            counter.join()
-            if "error" in counted:
-                raise counted["error"]  # type: ignore[misc]
-            ends, trailing = counted["ends"]  # type: ignore[misc]
-            if ends + (0 if trailing else 1) != self.rows_read + 1:
-                raise LinesNotSimple
+        if counter is not None and not counter.simple_lines(self.rows_read):
+            raise LinesNotSimple
 
 
 def _longest_cell(data: pa.Table) -> int:

@@ -115,15 +115,28 @@ def protocol_ranks_in_chunks(
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in protocols}
     for lo in range(0, len(score_rows), chunk):
         scores = score_rows[lo : lo + chunk] @ item_matrix.T
-        if adjust is not None:
-            scores = adjust(scores, lo)
-        part = {name: c.rows(lo, lo + chunk) if isinstance(c, RowExclusions) else c
-                for name, c in protocols.items()}
-        ranks = protocol_ranks(scores, true_items[lo : lo + chunk], part, overwrite=True)
-        for name, r in ranks.items():
+        for name, r in rank_chunk(scores, lo, true_items, protocols, adjust).items():
             parts[name].append(r)
     return {name: torch.cat(p) if p else torch.zeros(0, dtype=torch.float64)
             for name, p in parts.items()}
+
+
+def rank_chunk(
+    scores: torch.Tensor,
+    lo: int,
+    true_items: torch.Tensor,
+    protocols: dict[str, Candidates],
+    adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The ranks of the events lo .. lo + len(scores) under each protocol, from their score
+    rows: `adjust(scores, lo)` first (it may work in place), each protocol's exclusions cut to
+    those rows. The one step every chunked ranking shares."""
+    hi = lo + len(scores)
+    if adjust is not None:
+        scores = adjust(scores, lo)
+    part = {name: c.rows(lo, hi) if isinstance(c, RowExclusions) else c
+            for name, c in protocols.items()}
+    return protocol_ranks(scores, true_items[lo:hi], part, overwrite=True)
 
 
 def ranks_in_chunks(

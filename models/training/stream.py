@@ -18,7 +18,7 @@ import torch
 from models.data.events import EventLog
 from models.data.neighbors import NeighborFinder
 from models.data.profile_index import ProfileIndex
-from models.evaluation.metrics import Candidates, RowExclusions, protocol_ranks
+from models.evaluation.metrics import Candidates, rank_chunk
 from models.evaluation.protocols import batch_protocols
 from models.network.dynllm import DynLLM, bpr_loss, sample_negatives
 from models.network.item_table import ItemTable, item_table_supported
@@ -96,11 +96,7 @@ def ranks_of_shared_rows(
         if len(distinct) < hi - lo:
             scores = scores.index_select(0, torch.as_tensor(spread.reshape(-1),
                                                             device=scores.device))
-        if adjust is not None:
-            scores = adjust(scores, lo)
-        part = {name: c.rows(lo, hi) if isinstance(c, RowExclusions) else c
-                for name, c in protocols.items()}
-        for name, r in protocol_ranks(scores, true_items[lo:hi], part, overwrite=True).items():
+        for name, r in rank_chunk(scores, lo, true_items, protocols, adjust).items():
             parts[name].append(r)
     return {name: torch.cat(p) if p else torch.zeros(0, dtype=torch.float64)
             for name, p in parts.items()}

@@ -6,6 +6,8 @@ baselines' settings and DynLLM's repeat term are chosen on validation.
     .venv/bin/python bench/quality.py --db WORKSPACE          # a prepared workspace (profiles!)
     .venv/bin/python bench/quality.py --dataset online-retail  # import into a temporary one
     .venv/bin/python bench/quality.py --dataset complete-journey
+        [--epochs N] [--patience N] [--batch-size N] [--seeds N] [--ablations all|none|LIST]
+        [--threads N]
 
 With --db the workspace's stored profiles and item vectors are used, so DynLLM runs with its LLM
 profiles and the profile ablations (no_profiles, no_distill, facet:NAME) are trained too. A
@@ -68,7 +70,14 @@ def main() -> None:
                         "the split stays fixed; rows show mean ± sd")
     parser.add_argument("--ablations", default="all",
                         help="'all', 'none' or a comma list (see models.vocabulary.ABLATIONS)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own); 1 on a shared 2-core "
+                        "machine, where spinning threads that outnumber free cores collapse")
     args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from models.evaluation.seeds import check_seeds
 
     try:

@@ -55,6 +55,36 @@ def user_item_matrix(log: EventLog, lo: int, hi: int, binary: bool = False) -> s
     return m
 
 
+class UserEvents:
+    """Each user's events in time order, so the rows of a few users before a cut are found
+    without rebuilding the whole user-item matrix at every batch (at Complete Journey's 1.4M
+    events that rebuild was most of a baseline's evaluation)."""
+
+    def __init__(self, log: EventLog):
+        self.log = log
+        self.order = np.argsort(log.user_idx, kind="stable")  # per user: positions increase
+        self.offsets = np.searchsorted(log.user_idx[self.order], np.arange(log.n_users + 1))
+
+    def matrix(self, users: np.ndarray, cut_index: int, binary: bool = False) -> sp.csr_matrix:
+        """[len(users), n_items] purchase counts (or 0/1) of each user's events before
+        `cut_index`; row b belongs to users[b]."""
+        users = np.asarray(users, dtype=np.int64)
+        chunks, counts = [], np.zeros(len(users), dtype=np.int64)
+        for b, u in enumerate(users):
+            positions = self.order[self.offsets[u]:self.offsets[u + 1]]
+            positions = positions[:np.searchsorted(positions, cut_index, side="left")]
+            chunks.append(positions)
+            counts[b] = len(positions)
+        events = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+        rows = np.repeat(np.arange(len(users)), counts)
+        m = sp.csr_matrix((np.ones(len(events)), (rows, self.log.item_idx[events])),
+                          shape=(len(users), self.log.n_items))
+        m.sum_duplicates()
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+
 class PopularityScorer:
     """Purchases of each item in the `window_days` before the batch start; all-time purchases
     break ties. The same list for every user."""
@@ -125,7 +155,9 @@ class BPRMF(nn.Module):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         model = cls(log.n_users, log.n_items, dim)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        # fused: the same Adam in one pass over each tensor; the default update of a 68k-item
+        # table took 20x longer a step on two cores (measured at Complete Journey's size).
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
         users = torch.as_tensor(log.user_idx[known.start:known.stop])
         items = torch.as_tensor(log.item_idx[known.start:known.stop])
         for epoch in range(1, epochs + 1):
@@ -159,10 +191,11 @@ class GPTopFreqScorer:
     def __init__(self, log: EventLog):
         self.name = "GP-TopFreq"
         self.log = log
+        self.events = UserEvents(log)
 
     def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
                cut_time: float) -> torch.Tensor:
-        counts = user_item_matrix(self.log, 0, cut_index)[np.asarray(users, dtype=np.int64)]
+        counts = self.events.matrix(users, cut_index)
         popularity = _counts(self.log, 0, cut_index)
         # Frequencies are whole numbers, so popularity scaled into [0, 1) never reorders them.
         own = torch.as_tensor(counts.toarray(), dtype=torch.float64)
@@ -197,12 +230,25 @@ class TIFUKNNScorer:
         self.log, self.group_size, self.r_b, self.r_g = log, group_size, r_b, r_g
         self.neighbours, self.alpha = neighbours, alpha
         self.basket = basket_ids(log)
-        self._cached: tuple[int, sp.csr_matrix] | None = None
+        # The last cut's user vectors and the last batch's (own, neighbour mean) parts, shared
+        # with the scorers `with_alpha` makes: alpha only mixes them.
+        self._cache: dict[str, tuple] = {}
+
+    def with_alpha(self, alpha: float) -> TIFUKNNScorer:
+        """The same scorer with another mixing weight, sharing this one's computed parts, so a
+        grid over alpha evaluated batch by batch (protocols.evaluate_scorers) pays for the
+        user vectors and the neighbours once."""
+        other = TIFUKNNScorer.__new__(TIFUKNNScorer)
+        other.__dict__.update(self.__dict__)
+        other.alpha = alpha
+        other.name = self.name.rsplit("alpha=", 1)[0] + f"alpha={alpha:g})"
+        return other
 
     def user_vectors(self, cut_index: int) -> sp.csr_matrix:
         """[n_users, n_items] TIFU user vectors from the baskets before event `cut_index`."""
-        if self._cached is not None and self._cached[0] == cut_index:
-            return self._cached[1]
+        cached = self._cache.get("vectors")
+        if cached is not None and cached[0] == cut_index:
+            return cached[1]
         log = self.log
         basket = self.basket[:cut_index]
         n_baskets = int(basket.max()) + 1 if cut_index else 0
@@ -221,22 +267,28 @@ class TIFUKNNScorer:
         n_groups = -(-n // m)
         group_len = np.where(group < n_groups - 1, m, n - (n_groups - 1) * m)
         weight = (self.r_b ** within / group_len) * (self.r_g ** group / n_groups)
-        # 0/1 basket vectors: an item counted twice in one basket still counts once.
-        pairs = np.unique(np.stack([basket, log.item_idx[:cut_index]]), axis=1)
-        vectors = sp.csr_matrix((weight[pairs[0]], (owner[pairs[0]], pairs[1])),
+        # 0/1 basket vectors: an item counted twice in one basket still counts once. (One int64
+        # key per pair: np.unique over stacked rows sorts records and took seconds a batch at
+        # Complete Journey's size.)
+        pairs = np.unique(basket * np.int64(log.n_items) + log.item_idx[:cut_index])
+        pair_basket, pair_item = pairs // log.n_items, pairs % log.n_items
+        vectors = sp.csr_matrix((weight[pair_basket], (owner[pair_basket], pair_item)),
                                 shape=(log.n_users, log.n_items))
-        self._cached = (cut_index, vectors)
+        self._cache["vectors"] = (cut_index, vectors)
         return vectors
 
-    def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
-               cut_time: float) -> torch.Tensor:
-        users = np.asarray(users, dtype=np.int64)
+    def _parts(self, users: np.ndarray, cut_index: int) -> tuple:
+        """(own vectors [B, n_items], mean of the k nearest users' vectors or None, rows
+        without history) for one batch's queries."""
+        key = (cut_index, users.tobytes())
+        cached = self._cache.get("parts")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         vectors = self.user_vectors(cut_index)
         norms = np.asarray(vectors.multiply(vectors).sum(1)).ravel()
         active = np.flatnonzero(np.diff(vectors.indptr) > 0)
         query = vectors[users]
-        own = query.toarray()
-        mixed = self.alpha * own
+        near = None
         if len(active) > 1:
             dot = (query @ vectors[active].T).toarray()
             dist = norms[users][:, None] + norms[active][None, :] - 2 * dot
@@ -246,8 +298,18 @@ class TIFUKNNScorer:
             rows = np.repeat(np.arange(len(users)), k)
             pick = sp.csr_matrix((np.full(rows.size, 1.0 / k), (rows, active[nearest.ravel()])),
                                  shape=(len(users), self.log.n_users))
-            mixed += (1 - self.alpha) * (pick @ vectors).toarray()
-        mixed[norms[users] == 0] = 0.0  # no history, no vector: popularity alone decides
+            near = (pick @ vectors).toarray()
+        parts = (query.toarray(), near, norms[users] == 0)
+        self._cache["parts"] = (key, parts)
+        return parts
+
+    def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
+               cut_time: float) -> torch.Tensor:
+        own, near, empty = self._parts(np.asarray(users, dtype=np.int64), cut_index)
+        mixed = self.alpha * own
+        if near is not None:
+            mixed += (1 - self.alpha) * near
+        mixed[empty] = 0.0  # no history, no vector: popularity alone decides
         return torch.as_tensor(mixed) + _popularity_tie_break(self.log, cut_index)
 
 
@@ -255,26 +317,53 @@ class ItemKNNScorer:
     """Item-kNN: item-item cosine similarity of 0/1 purchase columns over the `known` events
     (each item keeps its `neighbours` most similar items, itself excluded); a user's score for
     an item is the sum of its similarities to the distinct items the user bought before the
-    batch start."""
+    batch start. `similarity` (from `item_similarity` with at least as many neighbours) saves
+    computing it again for each k of a grid."""
 
-    def __init__(self, log: EventLog, known: range, *, neighbours: int = 100):
+    def __init__(self, log: EventLog, known: range, *, neighbours: int = 100,
+                 similarity: sp.csr_matrix | None = None):
         self.name = f"item-kNN (k={neighbours})"
         self.log = log
-        x = user_item_matrix(log, known.start, known.stop, binary=True).tocsc()
-        norms = np.sqrt(np.asarray(x.sum(0)).ravel())
-        norms[norms == 0] = 1.0
-        sim = (x.T @ x).tocsr().astype(np.float64)
-        sim = sp.diags(1 / norms) @ sim @ sp.diags(1 / norms)
-        sim.setdiag(0.0)
-        self.similarity = _top_per_row(sp.csr_matrix(sim), neighbours)
+        if similarity is None:
+            self.similarity = item_similarity(log, known, neighbours)
+        else:  # the k best of a longer list, ties at the cut in the same order
+            self.similarity = _top_per_row(similarity.copy(), neighbours)
+        self.events = UserEvents(log)
 
     def scores(self, users: np.ndarray, times: np.ndarray, cut_index: int,
                cut_time: float) -> torch.Tensor:
-        history = user_item_matrix(self.log, 0, cut_index, binary=True)
-        rows = history[np.asarray(users, dtype=np.int64)]
+        rows = self.events.matrix(users, cut_index, binary=True)
         # sim is kept row-wise per item; a score sums sim[j, i] over the user's items j.
         out = (rows @ self.similarity).toarray()
         return torch.as_tensor(out) + _popularity_tie_break(self.log, cut_index)
+
+
+# Items per block of the similarity product: the full item x item co-purchase matrix of a large
+# catalogue (68k items at Complete Journey, households buying hundreds of distinct items) has
+# hundreds of millions of entries; a block's is bounded, and only its top-k rows are kept.
+SIMILARITY_BLOCK = 1024
+
+
+def item_similarity(log: EventLog, known: range, neighbours: int) -> sp.csr_matrix:
+    """[n_items, n_items] cosine similarity of 0/1 purchase columns over `known`, each row
+    cut to its `neighbours` largest entries (itself excluded; ties at the cut by item index)."""
+    x = user_item_matrix(log, known.start, known.stop, binary=True)
+    norms = np.sqrt(np.asarray(x.sum(0)).ravel())
+    norms[norms == 0] = 1.0
+    inverse = sp.diags(1 / norms)
+    xt = x.T.tocsr()
+    blocks = []
+    for lo in range(0, log.n_items, SIMILARITY_BLOCK):
+        hi = min(lo + SIMILARITY_BLOCK, log.n_items)
+        block = (sp.diags(1 / norms[lo:hi]) @ (xt[lo:hi] @ x) @ inverse).tocoo()
+        keep = block.col != block.row + lo  # no item is its own neighbour
+        block = sp.csr_matrix((block.data[keep], (block.row[keep], block.col[keep])),
+                              shape=(hi - lo, log.n_items))
+        block.sort_indices()
+        blocks.append(_top_per_row(block, neighbours))
+    if not blocks:
+        return sp.csr_matrix((log.n_items, log.n_items))
+    return sp.vstack(blocks, format="csr")
 
 
 def _top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:

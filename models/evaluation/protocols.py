@@ -148,6 +148,21 @@ def part_metrics(ranks: dict[str, torch.Tensor], log: EventLog, part: range,
     return out
 
 
+def distinct_query_scores(scorer: Scorer, log: EventLog,
+                          events: range) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores of the batch's distinct (user, time) queries, each event's row in them).
+
+    A scorer sees only the events before the batch start, so two events of one user at one time
+    (a basket) ask the same question: scoring each query once is exact and, in a retail batch of
+    2,048 events, about 8x fewer rows (a basket has ~20 lines)."""
+    users = log.user_idx[events.start:events.stop]
+    times = log.ts[events.start:events.stop]
+    keys = np.rec.fromarrays([users, times])
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    scores = scorer.scores(users[first], times[first], events.start, float(times[0]))
+    return scores, torch.as_tensor(inverse.ravel())
+
+
 def evaluate_scorer(
     scorer: Scorer,
     log: EventLog,
@@ -162,28 +177,49 @@ def evaluate_scorer(
     """{protocol: metrics} of `scorer` on the test part (or `part`, e.g. the validation part
     for tuning), batch by batch in time order exactly like DynLLM's evaluation. Default
     protocols: full, paper and exclude-seen."""
+    return evaluate_scorers([scorer], log, split, batch_size=batch_size, ks=ks,
+                            should_stop=should_stop, part=part, protocols=protocols)[0]
+
+
+def evaluate_scorers(
+    scorers: list[Scorer],
+    log: EventLog,
+    split: Split,
+    *,
+    batch_size: int = 2048,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    should_stop: Callable[[], bool] | None = None,
+    part: range | None = None,
+    protocols: dict | None = None,
+) -> list[dict]:
+    """evaluate_scorer for several scorers in one pass over the batches, each scorer's
+    figures exactly as alone: scorers that share work (TIFU-KNN's `with_alpha`) find it still
+    cached for the batch at hand."""
     part = split.test if part is None else part
     protocols = standard_protocols(log, split) if protocols is None else protocols
-    ranks = {name: [] for name in protocols}
+    ranks = [{name: [] for name in protocols} for _ in scorers]
     for events in time_batches(log, part, batch_size):
         if should_stop is not None and should_stop():
             break
-        users = log.user_idx[events.start:events.stop]
         true = torch.as_tensor(log.item_idx[events.start:events.stop])
-        scores = scorer.scores(users, log.ts[events.start:events.stop], events.start,
-                               float(log.ts[events.start]))
         batch = batch_protocols(protocols, events)
-        # Row blocks keep the sign matrix small (a batch of float64 scores over 68k items is
-        # already 1 GB).
-        for lo in range(0, len(scores), RANK_ROWS):
-            rows = {name: c.rows(lo, lo + RANK_ROWS) if isinstance(c, RowExclusions) else c
-                    for name, c in batch.items()}
-            block = protocol_ranks(scores[lo:lo + RANK_ROWS], true[lo:lo + RANK_ROWS], rows)
-            for name, r in block.items():
-                ranks[name].append(r)
-    cat = {name: torch.cat(r) if r else torch.zeros(0, dtype=torch.float64)
-           for name, r in ranks.items()}
-    return part_metrics(cat, log, part, ks)
+        for scorer, out in zip(scorers, ranks, strict=True):
+            scores, row_of = distinct_query_scores(scorer, log, events)
+            # Row blocks keep the sign matrix small (a batch of float64 scores over 68k items
+            # is already 1 GB).
+            for lo in range(0, len(true), RANK_ROWS):
+                rows = {name: c.rows(lo, lo + RANK_ROWS) if isinstance(c, RowExclusions)
+                        else c for name, c in batch.items()}
+                block = protocol_ranks(scores[row_of[lo:lo + RANK_ROWS]],
+                                       true[lo:lo + RANK_ROWS], rows, overwrite=True)
+                for name, r in block.items():
+                    out[name].append(r)
+    results = []
+    for out in ranks:
+        cat = {name: torch.cat(r) if r else torch.zeros(0, dtype=torch.float64)
+               for name, r in out.items()}
+        results.append(part_metrics(cat, log, part, ks))
+    return results
 
 
 def model_report(results: dict[str, dict], summary: dict | None = None) -> list[dict]:

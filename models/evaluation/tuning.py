@@ -19,9 +19,15 @@ from models.evaluation.baselines import (
     PopularityScorer,
     RepeatScorer,
     TIFUKNNScorer,
+    item_similarity,
 )
 from models.evaluation.metrics import DEFAULT_KS
-from models.evaluation.protocols import default_protocol, evaluate_scorer, standard_protocols
+from models.evaluation.protocols import (
+    default_protocol,
+    evaluate_scorer,
+    evaluate_scorers,
+    standard_protocols,
+)
 from models.evaluation.seeds import aggregate_results, seed_list
 from models.evaluation.selection import Choice, check_validation_size, choose_on_validation
 
@@ -94,13 +100,29 @@ def tuned_baseline_results(
     results["BPR-MF"] = _with_choice(aggregate_results(per_seed), choice, protocol)
 
     say("TIFU-KNN: choosing m, r_b, r_g, k, alpha on validation")
-    choice = choose_on_validation(TIFU_GRID, lambda o: on_val(TIFUKNNScorer(log, **o)))
+    # The alphas of one setting share its user vectors and neighbours: scored in one pass.
+    tifu_val: dict[str, dict] = {}
+    for base in dict.fromkeys(_label({k: v for k, v in o.items() if k != "alpha"})
+                              for o in TIFU_GRID):
+        options = [o for o in TIFU_GRID
+                   if _label({k: v for k, v in o.items() if k != "alpha"}) == base]
+        first = TIFUKNNScorer(log, **options[0])
+        scorers = [first] + [first.with_alpha(o["alpha"]) for o in options[1:]]
+        figures = evaluate_scorers(scorers, log, split, batch_size=batch_size, ks=ks,
+                                   part=split.val, protocols=val_protocols,
+                                   should_stop=should_stop)
+        for option, by_protocol in zip(options, figures, strict=True):
+            tifu_val[_label(option)] = by_protocol[protocol]
+    choice = choose_on_validation(TIFU_GRID, lambda o: tifu_val[_label(o)])
     results["TIFU-KNN"] = _with_choice(
         aggregate_results([on_test(TIFUKNNScorer(log, **choice.option))]), choice, protocol)
 
     say("item-kNN: choosing k on validation")
-    choice = choose_on_validation(ITEM_KNN_GRID,
-                                  lambda o: on_val(ItemKNNScorer(log, train_only, **o)))
+    # One similarity per part with the largest k of the grid; each k takes its best entries.
+    longest = max(o["neighbours"] for o in ITEM_KNN_GRID)
+    similarity = item_similarity(log, train_only, longest)
+    choice = choose_on_validation(ITEM_KNN_GRID, lambda o: on_val(
+        ItemKNNScorer(log, train_only, similarity=similarity, **o)))
     results["item-kNN"] = _with_choice(
         aggregate_results([on_test(ItemKNNScorer(log, known, **choice.option))]), choice,
         protocol)

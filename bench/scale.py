@@ -1,7 +1,8 @@
 """How every cost grows with the store: synthetic Online Retail stores at 1x, 4x, 16x (issue 14.4).
 
     nice -n 10 .venv/bin/python bench/scale.py [--sizes 1,4,16] [--skip-train] [--skip-ui]
-        [--skip-baseline] [--train-sizes 1,4] [--out /tmp/dynllm-scale] [--seed 14]
+        [--skip-baseline] [--train-sizes 1,4,16] [--threads N] [--nice N]
+        [--out /tmp/dynllm-scale] [--seed 14]
 
 The synthetic store at k x (written once as CSV.gz under --out, reused by later runs):
   - copy 0 is the real file (/work/shared/data/online-retail/online_retail.csv.gz), unchanged;
@@ -31,10 +32,13 @@ For each size, each measured in a fresh child process (peak MB is that child's r
                 and events/s (train + validation events: 85 % of the interactions by the 70/15/15
                 chronological split), the test evaluation seconds, the replay seconds (the three
                 lists for every user), and the child's peak MB (the baselines a finished run
-                also stores are left out). Training runs for the sizes in
-                --train-sizes (default 1,4): an epoch at 16x does not fit the 15-minute budget of
-                a benchmark on 2 shared cores; 16x training is then EXTRAPOLATED linearly from 4x
-                and printed as such.
+                also stores are left out); beside each, the CPU seconds the part used (all its
+                threads), which a busy shared machine distorts far less than wall time, the
+                torch thread count and the load average. Training runs for the sizes in
+                --train-sizes (default 1,4,16); a size left out is EXTRAPOLATED linearly from the
+                largest trained one and printed as such. `--threads 1` gives each training part
+                one torch thread: on 2 shared cores, spinning OpenMP threads that outnumber the
+                free cores collapse (an epoch became 15x slower beside two other busy processes).
 The last lines say what breaks first and why, from the measured numbers.
 """
 
@@ -56,6 +60,7 @@ SHARED = Path(os.environ.get("DYNLLM_SHARED", REPO.parent / "shared"))
 ONLINE_RETAIL = SHARED / "data" / "online-retail" / "online_retail.csv.gz"
 BASELINE_COMMIT = "7cdd621"
 MINUTES_30_DAYS = 30 * 24 * 60
+NICE = 10  # each part runs niced; --nice changes it
 
 
 # ------------------------------------------------------------------ the synthetic store
@@ -223,37 +228,59 @@ def part_train(db: str) -> dict:
 
     marks: dict[str, float] = {}
 
+    # Wall and CPU seconds at each mark: on a shared machine the wall time of a part depends on
+    # the others' load, its CPU time (this process, all threads) much less.
+    cpu: dict[str, float] = {}
+
+    def mark(name: str, first: bool) -> None:
+        now, used = time.perf_counter(), time.process_time()
+        if first:
+            marks.setdefault(name, now)
+            cpu.setdefault(name, used)
+        else:
+            marks[name], cpu[name] = now, used
+
     def progress(p) -> None:
-        now = time.perf_counter()
-        marks.setdefault(f"{p.stage}_first", now)
-        marks[f"{p.stage}_last"] = now
+        mark(f"{p.stage}_first", True)
+        mark(f"{p.stage}_last", False)
 
     def on_replay(done: int, total: int) -> None:
-        now = time.perf_counter()
-        marks.setdefault("replay_first", now)
-        marks["replay_last"] = now
+        mark("replay_first", True)
+        mark("replay_last", False)
 
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     summary = training.train_job(db, epochs=1, no_profiles=True, device="cpu", progress=progress,
                         on_replay=on_replay, activate="always")
-    end = time.perf_counter()
+    end, end_cpu = time.perf_counter(), time.process_time()
     with Workspace.open(db, create=False) as ws:
         events = ws.conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
     epoch = marks["epoch_first"] - marks["train_first"]
+
+    def spans(m: dict, last: float) -> dict:
+        return {"epoch": m["epoch_first"] - m["train_first"],
+                "evaluation": m.get("test_last", m["epoch_first"]) - m["epoch_first"],
+                "replay": m.get("replay_last", last) - m.get("replay_first", last)}
+
     return {
-        "status": summary.status, "events": events,
-        "load": marks["train_first"] - start, "epoch": epoch,
+        "status": summary.status, "events": events, "threads": torch_threads(),
+        "load": marks["train_first"] - start, **spans(marks, end),
         "events_per_s": 0.85 * events / epoch,
-        "evaluation": marks.get("test_last", marks["epoch_first"]) - marks["epoch_first"],
-        "replay": marks.get("replay_last", end) - marks.get("replay_first", end),
+        "cpu": {**spans(cpu, end_cpu), "total": end_cpu - start_cpu},
+        "load_average": os.getloadavg()[0],
         "total": end - start, "peak_mb": _peak_mb(),
     }
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def in_child(part: str, *args: str, timeout: float = 1800) -> dict:
     """One part in a fresh, niced interpreter; its JSON answer (last stdout line)."""
-    done = subprocess.run(["nice", "-n", "10", sys.executable, __file__, "--part", part, *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    done = subprocess.run(["nice", "-n", str(NICE), sys.executable, __file__, "--part", part,
+                           *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
     if done.returncode:
         raise RuntimeError(f"part {part} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -276,14 +303,21 @@ def baseline_tree() -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,16")
-    parser.add_argument("--train-sizes", default="1,4")
+    parser.add_argument("--train-sizes", default="1,4,16")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-ui", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "dynllm-scale")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the training part (default: torch's own); 1 "
+                        "avoids the collapse of spinning threads on a shared 2-core machine")
+    parser.add_argument("--nice", type=int, default=NICE, help="niceness of each part")
     parser.add_argument("--part", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
+    if args.threads is not None:  # inherited by every part's process
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    globals()["NICE"] = args.nice
     if args.part:
         handler = {"import": part_import, "ui": part_ui, "train": part_train}[args.part]
         print(json.dumps(handler(*rest)))
@@ -316,7 +350,7 @@ def main() -> None:
         for k in sizes:
             if not args.skip_train and k in train_sizes:
                 results[k]["train"] = in_child("train", str(Path(tmp) / f"ws{k}.db"),
-                                               timeout=3600)
+                                               timeout=3 * 3600)
                 print_size(k, results[k])
                 sys.stdout.flush()
     print_growth(results)
@@ -343,10 +377,19 @@ def print_size(k: int, row: dict) -> None:
         print(f"  {'Users search (reload to paint)':<34}{ui['search'] * 1000:>9.0f} ms")
     if "train" in row:
         tr = row["train"]
+        cpu = tr.get("cpu", {})
+
+        def cpu_s(key: str) -> str:
+            return f"  (CPU {cpu[key]:.1f} s)" if key in cpu else ""
+
         print(f"  {'training epoch (train + val)':<34}{tr['epoch']:>9.1f} s "
-              f"{tr['events_per_s']:>8,.0f} events/s  (loading {tr['load']:.1f} s)")
-        print(f"  {'test evaluation':<34}{tr['evaluation']:>9.1f} s")
-        print(f"  {'replay (3 lists, every user)':<34}{tr['replay']:>9.1f} s")
+              f"{tr['events_per_s']:>8,.0f} events/s  (loading {tr['load']:.1f} s)"
+              + cpu_s("epoch"))
+        print(f"  {'test evaluation':<34}{tr['evaluation']:>9.1f} s" + cpu_s("evaluation"))
+        print(f"  {'replay (3 lists, every user)':<34}{tr['replay']:>9.1f} s" + cpu_s("replay"))
+        if "threads" in tr:
+            print(f"  {'torch threads / load average':<34}{tr['threads']:>9d}   "
+                  f"{tr['load_average']:.1f} at the end")
         print(f"  {'train_job peak':<34}{'':>11}{tr['peak_mb']:>8.0f} MB peak "
               f"(whole job {tr['total']:.0f} s)")
 
@@ -368,6 +411,8 @@ def print_growth(results: dict[int, dict]) -> None:
                 ("users page ms", lambda r: r["ui"]["users_first_page"]),
                 ("search ms", lambda r: r["ui"]["search"]),
                 ("epoch s", lambda r: r["train"]["epoch"]),
+                ("epoch CPU s", lambda r: r["train"]["cpu"]["epoch"]),
+                ("replay CPU s", lambda r: r["train"]["cpu"]["replay"]),
                 ("train MB", lambda r: r["train"]["peak_mb"])):
             try:
                 parts.append(f"{label} {get(results[k]) / get(results[base]) / factor:.2f}x")

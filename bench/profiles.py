@@ -1,7 +1,7 @@
 """Profile throughput: the default model on real customers, against the naive way, in one run.
 
     .venv/bin/python bench/profiles.py [--users 50] [--model smollm2] [--threads N]
-                                       [--concurrency 1,2,4] [--server-only]
+                                       [--concurrency 1,2,4] [--server-only] [--no-server]
 
 Prints, for the same customers (every k-th Online Retail customer with 10+ lines, profiled from
 the events before their last basket):
@@ -16,10 +16,16 @@ the events before their last basket):
     snapshot made before the event, median age of that snapshot) with the first-snapshot rule
     and without it;
   - two example profiles;
-  - the server path beside the in-process one, on the same customers in the same run:
-    `python -m llama_cpp.server` on the same GGUF with the same thread count, profiled through
-    `ServerLLM` with 1, 2 and 4 requests in flight (`--concurrency`), as profiles/s and
-    s/profile of wall time (`--server-only` skips the naive run and the snapshot policy).
+  - the in-process batched engine beside today's in-process path, on the same customers in
+    the same run: `BatchedLLM` (models/profiles/batched_llm.py) with N sequences decoded
+    together, N from `--concurrency`, fed by N threads each with its own Profiler (as the
+    profile job's pool does), as profiles/s and s/profile of wall time, with the engine's
+    llama_decode calls, the mean tokens a call carried and the share of time in sampling;
+  - the server path beside them: `python -m llama_cpp.server` on the same GGUF with the same
+    thread count, profiled through `ServerLLM` with 1, 2 and 4 requests in flight
+    (`--concurrency`; `--no-server` skips these rows);
+  - the projection of the whole store (the default policy's snapshots) at the best measured
+    rate of each path (`--server-only` skips the naive run, the coverage and the examples).
 Candidate selection and per-model summaries are shared with bench/profile_models.py.
 """
 
@@ -143,12 +149,59 @@ def _server_rows(model: str, users, threads: int | None, levels: list[int]) -> l
     return rows
 
 
-def _print_throughput(rows: list[dict]) -> None:
-    print(f"\n{'path':<28}{'profiles':>9}{'valid':>7}{'wall s':>9}{'profiles/s':>12}"
-          f"{'s/profile':>11}")
+def _batched_rows(model: str, users, threads: int | None, levels: list[int]) -> list[dict]:
+    """Profiles/s and s/profile (wall) through the in-process batched engine, N sequences fed
+    by N threads with a Profiler each (the profile job's pool), for each N."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.profiles.batched_llm import BatchedLLM
+    from models.profiles.profiler import Profiler
+
+    rows = []
+    for level in levels:
+        engine = BatchedLLM(model, n_seq=level, n_threads=threads)
+        try:
+            Profiler(engine).profile(users[0])  # the shared prefix into the cache, as in-process
+            calls, tokens = engine.decode_calls, engine.batch_tokens
+            busy, sampling = engine.busy_s, engine.sample_s
+            profilers = [Profiler(engine) for _ in range(level)]
+            start = time.perf_counter()
+            with ThreadPoolExecutor(level) as pool:
+                results = list(pool.map(lambda pair: pair[0].profile(pair[1]),
+                                        [(profilers[i % level], h)
+                                         for i, h in enumerate(users[1:])]))
+            wall = time.perf_counter() - start
+            calls = engine.decode_calls - calls
+            rows.append({
+                "path": f"in-process batched, {level} seq", "wall_s": wall,
+                "valid": sum(r.ok for r in results), "n": len(results),
+                "note": f"{calls} decode calls, {(engine.batch_tokens - tokens) / calls:.1f} "
+                        f"tokens a call, sampling {(engine.sample_s - sampling) / wall:.0%} "
+                        f"of wall, engine busy {(engine.busy_s - busy) / wall:.0%}"})
+        finally:
+            engine.close()
+    return rows
+
+
+def _print_throughput(rows: list[dict], snapshots: int | None = None) -> None:
+    print(f"\n{'path':<32}{'profiles':>9}{'valid':>7}{'wall s':>9}{'profiles/s':>12}"
+          f"{'s/profile':>11}{'whole store h':>15}  note")
     for row in rows:
-        print(f"{row['path']:<28}{row['n']:>9}{row['valid']:>7}{row['wall_s']:>9.1f}"
-              f"{row['n'] / row['wall_s']:>12.3f}{row['wall_s'] / row['n']:>11.2f}")
+        per = row["wall_s"] / row["n"]
+        hours = f"{snapshots * per / 3600:.2f}" if snapshots else "-"
+        print(f"{row['path']:<32}{row['n']:>9}{row['valid']:>7}{row['wall_s']:>9.1f}"
+              f"{row['n'] / row['wall_s']:>12.3f}{per:>11.2f}{hours:>15}  {row.get('note', '')}")
+    best = min(rows, key=lambda r: r["wall_s"] / r["n"])
+    base = rows[0]["wall_s"] / rows[0]["n"]
+    per = best["wall_s"] / best["n"]
+    line = (f"best: {best['path']}, {per:.2f} s/profile, {base / per:.2f}x the in-process "
+            "single-sequence row")
+    if snapshots:
+        hours = snapshots * per / 3600
+        line += (f"; whole Online Retail store ({snapshots:,} snapshots of the default policy) "
+                 f"projected {hours:.2f} h (target < 1 h: {'MET' if hours < 1 else 'NOT MET'})")
+    print(line)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,9 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--concurrency", default="1,2,4", metavar="N,N",
-                        help="server rows: requests in flight (empty: no server rows)")
+                        help="server rows: requests in flight; batched rows: sequences "
+                        "(empty: neither)")
     parser.add_argument("--server-only", action="store_true",
-                        help="only the in-process and server throughput rows")
+                        help="only the throughput rows (in-process, batched, server) and the "
+                        "projection")
+    parser.add_argument("--no-server", action="store_true", help="no server rows")
     args = parser.parse_args(argv)
 
     users = load_users(args.data, args.users)
@@ -171,8 +227,11 @@ def main(argv: list[str] | None = None) -> None:
     # Both paths are timed on users[1:]: the first profile warms the prompt cache of each.
     throughput = [{"path": "in-process", "wall_s": sum(r.wall_s for r in cached[1:]),
                    "valid": sum(r.ok for r in cached[1:]), "n": len(cached) - 1}]
-    throughput += _server_rows(args.model, users, args.threads, levels) if levels else []
-    _print_throughput(throughput)
+    throughput += _batched_rows(args.model, users, args.threads, levels) if levels else []
+    if levels and not args.no_server:
+        throughput += _server_rows(args.model, users, args.threads, levels)
+    policy = _snapshot_policy(args.data)
+    _print_throughput(throughput, policy["new"][0])
     if args.server_only:
         print(f"(load average now {os.getloadavg()[0]:.2f}; timings on a shared machine vary)")
         return
@@ -183,7 +242,6 @@ def main(argv: list[str] | None = None) -> None:
     median = rows[0]["s_per_profile_median"]
     speedup = rows[1]["s_per_profile_median"] / median
     share = bound / median
-    policy = _snapshot_policy(args.data)
     snapshots = policy["new"][0]
 
     keys = ["valid", "valid_first_try", "s_per_profile_median", "s_per_profile_p90",

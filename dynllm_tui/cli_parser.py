@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="packaged model (smollm2, gemma3-270m), a .gguf file, or "
                       "OpenAI-compatible servers: http://HOST:PORT/v1[,http://HOST2:PORT/v1]")
     prof.add_argument("--concurrency", type=int, default=1, metavar="N",
-                      help="requests in flight per --llm endpoint (default 1)")
+                      help="requests in flight per --llm endpoint; with the in-process "
+                      "model, N users' prompts decoded together in one batch (default 1)")
     prof.add_argument("--llm-model", metavar="NAME",
                       help="the model to ask the --llm servers for (default: their only one)")
     prof.add_argument("--response-format", choices=["json_object", "json_schema"],

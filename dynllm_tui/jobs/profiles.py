@@ -32,6 +32,10 @@ from storage.profiles import (
 from storage.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
+# In-process `--concurrency N`: N sequences in one batched engine (models/profiles/
+# batched_llm.py). Past 16 a 2-8 core machine gains nothing and the KV cache grows by seq_ctx
+# cells (~47 MB for SmolLM2) per sequence.
+MAX_IN_PROCESS_SEQUENCES = 16
 
 
 @dataclass
@@ -153,11 +157,12 @@ def profiles_job(
     server = server or ServerSettings()
     remote = is_endpoint(llm)
     if not isinstance(concurrency, int) or concurrency < 1:
-        raise DynllmError(f"--concurrency must be 1 or more (requests in flight per endpoint), "
-                          f"not {concurrency}")
-    if concurrency > 1 and not remote:
-        raise DynllmError(f"--concurrency {concurrency} needs --llm http://HOST:PORT/v1: the "
-                          "in-process model answers one request at a time")
+        what = ("requests in flight per endpoint" if remote
+                else "sequences the in-process model decodes together")
+        raise DynllmError(f"--concurrency must be 1 or more ({what}), not {concurrency}")
+    if concurrency > MAX_IN_PROCESS_SEQUENCES and not remote:
+        raise DynllmError(f"--concurrency {concurrency} is more sequences than the in-process "
+                          f"model decodes together (at most {MAX_IN_PROCESS_SEQUENCES})")
     if not server.timeout_s > 0:
         raise DynllmError(f"--timeout must be above 0 seconds, not {server.timeout_s:g}")
     if server.retries < 0:
@@ -310,10 +315,13 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                    cancel: Callable[[], bool] | None) -> None:
     """Profile every snapshot of `todo` whose input changed, committing each as it comes.
 
-    In-process: one at a time in this thread. Servers: len(llms) x concurrency requests in
-    flight from a thread pool; histories are read and results written here, in the thread that
-    owns the SQLite connection. When an endpoint fails for good, nothing more is sent, the
-    requests in flight are awaited and committed, and the failure is raised."""
+    In-process with concurrency 1: one at a time in this thread (LocalLLM). In-process with
+    concurrency N > 1: N requests in flight from a thread pool, all decoded together by one
+    BatchedLLM of N sequences (loaded when the first profile is needed). Servers: len(llms) x
+    concurrency requests in flight. Histories are read and results written here, in the thread
+    that owns the SQLite connection. When an endpoint fails for good (or the batched engine
+    refuses a request), nothing more is sent, the requests in flight are awaited and
+    committed, and the failure is raised."""
     from dynllm_tui.jobs.taxonomy import derived_categories
     from models.profiles.prompt import PROMPT_VERSION, input_hash
 
@@ -331,6 +339,8 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
     profiling_started = time.perf_counter()
     done = 0
     pool = _ProfilePool(llms, concurrency) if llms else None
+    batched = not llms and concurrency > 1
+    engine = None
     profiler = None
     failure: Exception | None = None
 
@@ -360,6 +370,9 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                 done += 1
                 report(done, len(todo), "profiles")
                 continue
+            if pool is None and batched:
+                engine = _load_engine(llm, chat_format, concurrency)
+                pool = _ProfilePool([engine], concurrency)
             if pool is None:
                 if profiler is None:
                     profiler = _load_profiler(llm, chat_format)
@@ -374,6 +387,8 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
     finally:
         if pool is not None:
             pool.close()
+        if engine is not None:
+            engine.close()
         if profiler is not None:
             profiler.llm.close()
     summary.profiling_seconds = time.perf_counter() - profiling_started
@@ -382,13 +397,21 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                           "in this run are kept, rerun to resume") from None
 
 
+def _backend_key(backend) -> str:
+    """What names a backend in the pool: a server's URL, the in-process engine's model name."""
+    return getattr(backend, "url", None) or backend.name
+
+
 class _ProfilePool:
     """len(llms) x concurrency Profilers, each used by one request at a time, run by a thread
     pool with as many workers; submit() blocks while all are busy, committing what finished.
+    `llms` are endpoints (ServerLLM) or the one in-process BatchedLLM, whose `concurrency`
+    sequences the Profilers share.
 
     An endpoint that fails for good while others still answer is dropped (its Profilers leave
     the pool) and its request is sent again to the others; only the failure of the last one
-    ends the run. `dropped` keeps one line per endpoint dropped."""
+    ends the run. `dropped` keeps one line per endpoint dropped. A request the batched engine
+    refuses (a prompt too long for a sequence, the engine closed) ends the run the same way."""
 
     def __init__(self, llms: list, concurrency: int) -> None:
         import queue
@@ -402,7 +425,7 @@ class _ProfilePool:
             for backend in llms:
                 self._idle.put(Profiler(backend))
         self.size = len(llms) * concurrency
-        self._alive = {backend.url for backend in llms}
+        self._alive = {_backend_key(backend) for backend in llms}
         self.dropped: list[str] = []
         self._executor = ThreadPoolExecutor(max_workers=self.size,
                                             thread_name_prefix="profile-request")
@@ -413,12 +436,12 @@ class _ProfilePool:
         from models.profiles.errors import EndpointError
 
         profiler = self._idle.get()
-        while profiler.llm.url not in self._alive:  # a dropped endpoint's: leaves the pool
+        while _backend_key(profiler.llm) not in self._alive:  # a dropped endpoint's: leaves
             profiler = self._idle.get()
         try:
             return profiler.profile(history)
         except EndpointError as exc:
-            exc.endpoint = profiler.llm.url  # which one failed, for the failover below
+            exc.endpoint = _backend_key(profiler.llm)  # which one failed, for the failover
             raise
         finally:
             self._idle.put(profiler)
@@ -426,6 +449,7 @@ class _ProfilePool:
     def _collect(self, commit, *, block: bool) -> None:
         from concurrent.futures import FIRST_COMPLETED, wait
 
+        from models.profiles.batched_llm import EngineClosedError, PromptTooLongError
         from models.profiles.errors import EndpointError
 
         if not self._in_flight:
@@ -447,6 +471,10 @@ class _ProfilePool:
                     self._in_flight[self._executor.submit(self._run, history)] = (key, history)
                 else:
                     self._failure = self._failure or exc
+                continue
+            except (PromptTooLongError, EngineClosedError) as exc:
+                self._failure = self._failure or type(exc)(
+                    f"user {history.user_id}, snapshot at {history.as_of}: {exc}")
                 continue
             commit(*key, result)
 
@@ -475,6 +503,17 @@ def _resolve(llm: str, chat_format: str | None):
 
     try:
         return resolve_model(llm, chat_format)
+    except ModelLoadError as exc:
+        raise DynllmError(str(exc)) from None
+
+
+def _load_engine(llm: str, chat_format: str | None, sequences: int):
+    """The in-process batched engine: `sequences` requests decoded together."""
+    from models.profiles.batched_llm import BatchedLLM
+    from models.profiles.errors import ModelLoadError
+
+    try:
+        return BatchedLLM(llm, chat_format=chat_format, n_seq=sequences)
     except ModelLoadError as exc:
         raise DynllmError(str(exc)) from None
 

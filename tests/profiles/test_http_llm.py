@@ -198,11 +198,6 @@ def test_concurrency_below_one_is_one_clear_line(demo_workspace, value):
                                    f"flight per endpoint), not {value}")
 
 
-def test_concurrency_needs_a_server(demo_workspace):
-    with pytest.raises(DynllmError, match="--concurrency 2 needs --llm http://HOST:PORT/v1"):
-        profiles_job(demo_workspace, concurrency=2)
-
-
 @pytest.mark.parametrize("spec", ["http://:80/v1", "http://host:port/v1",
                                   "http://a:1/v1,http://a:1/v1"])
 def test_malformed_endpoints_are_named(demo_workspace, spec):

@@ -20,6 +20,7 @@ says so. Every row uses the same split, seed and candidates.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -73,7 +74,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own); 1 on a shared 2-core "
                         "machine, where spinning threads that outnumber free cores collapse")
+    parser.add_argument("--only", choices=["dynllm", "baselines"],
+                        help="run one half of the report (e.g. the two halves side by side on "
+                        "two cores); save each with --rows-out and print them with --merge")
+    parser.add_argument("--rows-out", type=Path, help="also write the report rows (JSON)")
+    parser.add_argument("--merge", help="A.json,B.json: print one report from saved rows")
     args = parser.parse_args()
+    if args.merge:
+        _merge(args.merge.split(","))
+        return
     if args.threads is not None:
         import torch
 
@@ -117,14 +126,42 @@ def main() -> None:
         elif p is None:
             print(f"  {label}", flush=True)
 
-    rows = run_model_report(log, data.item_text, data.profiles,
-                            DynLLMConfig(no_profiles=not with_profiles), config,
-                            ablations=ablations, progress=progress, n_seeds=args.seeds)
+    if args.only == "baselines":
+        from models.data.events import chronological_split
+        from models.evaluation.protocols import dataset_summary, model_report
+        from models.evaluation.report import baseline_results
+
+        split = chronological_split(log, config.train_frac, config.val_frac)
+        rows = model_report(baseline_results(
+            log, config, n_seeds=args.seeds, progress=lambda text: print(f"  {text}",
+                                                                          flush=True)),
+            dataset_summary(log, split))
+    else:
+        rows = run_model_report(log, data.item_text, data.profiles,
+                                DynLLMConfig(no_profiles=not with_profiles), config,
+                                ablations=ablations, progress=progress, n_seeds=args.seeds,
+                                with_baselines=args.only is None)
+    if args.rows_out is not None:
+        args.rows_out.write_text(json.dumps(rows, indent=1, default=str))
     print()
     print(format_report(rows, COLUMNS), end="")
     if not with_profiles:
         print("(no profiles in this workspace: the profile ablations were skipped)")
     print(f"total {time.perf_counter() - started:.0f} s")
+
+
+def _merge(paths: list[str]) -> None:
+    """One report from rows saved by --rows-out (e.g. --only dynllm and --only baselines of
+    the same workspace, split and batch size), in the order given."""
+    from models.evaluation.protocols import format_report
+
+    rows = []
+    for path in paths:
+        try:
+            rows += json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: cannot read report rows from {path}: {exc}") from None
+    print(format_report(rows, COLUMNS), end="")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def run_model_report(
     progress: Callable[[str, Progress | None], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     n_seeds: int = 1,
+    with_baselines: bool = True,
 ) -> list[dict]:
     """Train DynLLM and each ablation (same split and seed), evaluate the baselines, and return
     the report rows. Profile ablations are skipped when there are no profiles. With
@@ -110,9 +111,10 @@ def run_model_report(
                 **choice.record(), "chosen": "repeat term " + (
                     "on" if variants[choice.option].repeat_term else "off"),
                 "protocol": "full"}
-    if progress is not None:
-        progress("baselines", None)
-    results.update(baseline_results(log, train_config, n_seeds=n_seeds,
-                                    should_stop=should_stop))
+    if with_baselines:  # False: the baselines are run elsewhere (bench/quality.py --only)
+        if progress is not None:
+            progress("baselines", None)
+        results.update(baseline_results(log, train_config, n_seeds=n_seeds,
+                                        should_stop=should_stop))
     split = chronological_split(log, train_config.train_frac, train_config.val_frac)
     return model_report(results, dataset_summary(log, split))

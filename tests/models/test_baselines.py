@@ -228,3 +228,39 @@ def test_tuned_baselines_choose_on_validation_and_carry_repeat_explore():
     assert "repeat:recall@20" in results["TIFU-KNN"]["full"]
     text = format_report(model_report(results))
     assert "BPR-MF: chose dim=" in text and "seeds: 2" in text and "pooled sd" in text
+
+
+def test_report_halves_merge_into_the_whole_report(tmp_path):
+    """bench/quality.py --only dynllm / --only baselines: the two halves, saved and merged, give
+    the rows of the one-process report."""
+    import json
+    import subprocess
+    import sys
+
+    from models.evaluation.protocols import dataset_summary, model_report
+    from models.evaluation.report import baseline_results, run_model_report
+    from models.network.dynllm import DynLLMConfig
+    from models.training.loop import TrainConfig
+    from tests.conftest import REPO
+
+    log = synthetic_log(n_events=1200)
+    model, train = DynLLMConfig(dim=16, time_dim=8, top_k=8), TrainConfig(
+        epochs=1, batch_size=100, device="cpu")
+    whole = run_model_report(log, None, None, model, train, ablations=())
+    dynllm = run_model_report(log, None, None, model, train, ablations=(),
+                              with_baselines=False)
+    baselines = model_report(baseline_results(log, train),
+                             dataset_summary(log, chronological_split(log)))
+    assert not any(r["method"].startswith("GP-TopFreq") for r in dynllm)
+    key = lambda rows: sorted((r["method"], r["protocol"], r["recall@10"]) for r in rows)  # noqa: E731
+    assert key(dynllm + baselines) == key(whole)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(dynllm, default=str))
+    b.write_text(json.dumps(baselines, default=str))
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "quality.py"), "--merge",
+                          f"{a},{b}"], capture_output=True, text=True, check=True).stdout
+    assert "DynLLM (no profiles) + repeat term" in out and "GP-TopFreq" in out
+    assert "full ranking (all items) [default]" in out or "exclude-seen" in out
+    bad = subprocess.run([sys.executable, str(REPO / "bench" / "quality.py"), "--merge",
+                          f"{a},{tmp_path / 'missing.json'}"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "cannot read report rows from" in bad.stderr

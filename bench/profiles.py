@@ -116,7 +116,6 @@ def _server_rows(model: str, users, threads: int | None, levels: list[int]) -> l
     """Profiles/s and s/profile (wall) through the server at each concurrency level."""
     import socket
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
     from models.profiles.http_backend import ServerLLM
     from models.profiles.llm_backend import default_threads, resolve_model
@@ -133,12 +132,9 @@ def _server_rows(model: str, users, threads: int | None, levels: list[int]) -> l
             llm = ServerLLM(f"http://127.0.0.1:{port}/v1")
             Profiler(llm).profile(users[0])  # warm the server's prompt cache, as in-process
             for level in levels:
-                profilers = [Profiler(llm) for _ in range(level)]
                 start = time.perf_counter()
-                with ThreadPoolExecutor(level) as pool:
-                    results = list(pool.map(lambda pair: pair[0].profile(pair[1]),
-                                            [(profilers[i % level], h)
-                                             for i, h in enumerate(users[1:])]))
+                results = _profile_concurrently([Profiler(llm) for _ in range(level)],
+                                                users[1:])
                 wall = time.perf_counter() - start
                 rows.append({"path": f"server, concurrency {level}", "wall_s": wall,
                              "valid": sum(r.ok for r in results), "n": len(results)})
@@ -149,11 +145,21 @@ def _server_rows(model: str, users, threads: int | None, levels: list[int]) -> l
     return rows
 
 
+def _profile_concurrently(profilers: list, histories: list) -> list:
+    """Every history profiled by one of `profilers`, as many requests in flight as there are
+    profilers (each used by one request at a time, like the profile job's pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    level = len(profilers)
+    with ThreadPoolExecutor(level) as pool:
+        return list(pool.map(lambda pair: pair[0].profile(pair[1]),
+                             [(profilers[i % level], h) for i, h in enumerate(histories)]))
+
+
 def _batched_rows(model: str, users, threads: int | None, levels: list[int]) -> list[dict]:
     """Profiles/s and s/profile (wall) through the in-process batched engine, N sequences fed
     by N threads with a Profiler each (the profile job's pool), for each N."""
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
     from models.profiles.batched_llm import BatchedLLM
     from models.profiles.profiler import Profiler
@@ -165,12 +171,8 @@ def _batched_rows(model: str, users, threads: int | None, levels: list[int]) -> 
             Profiler(engine).profile(users[0])  # the shared prefix into the cache, as in-process
             calls, tokens = engine.decode_calls, engine.batch_tokens
             busy, sampling = engine.busy_s, engine.sample_s
-            profilers = [Profiler(engine) for _ in range(level)]
             start = time.perf_counter()
-            with ThreadPoolExecutor(level) as pool:
-                results = list(pool.map(lambda pair: pair[0].profile(pair[1]),
-                                        [(profilers[i % level], h)
-                                         for i, h in enumerate(users[1:])]))
+            results = _profile_concurrently([Profiler(engine) for _ in range(level)], users[1:])
             wall = time.perf_counter() - start
             calls = engine.decode_calls - calls
             rows.append({

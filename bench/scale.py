@@ -444,8 +444,13 @@ def print_breaks_first(results: dict[int, dict]) -> None:
     trained = [s for s in sorted(results) if "train" in results[s]]
     if trained:
         base = trained[-1]
-        epoch = results[base]["train"]["epoch"] * k / base
-        how = "measured" if base == k else f"EXTRAPOLATED linearly from {base}x"
+        train = results[base]["train"]
+        # CPU seconds when the part recorded them: a busy machine's wall time says more about
+        # the other processes than about this one.
+        cpu = train.get("cpu", {}).get("epoch")
+        epoch = (train["epoch"] if cpu is None else cpu) * k / base
+        how = ("measured" if base == k else f"EXTRAPOLATED linearly from {base}x") + (
+            "" if cpu is None else ", CPU time")
         # An analyst retrains weekly in a working day: 15 minutes an epoch is the budget here.
         findings.append((epoch / 900, f"training: one epoch ~{epoch / 60:.0f} min at {k}x ({how};"
                                       " one process, the whole log per epoch)"))

@@ -40,3 +40,17 @@ def load_histories(path: Path, n_users: int, *, max_rows: int = 60_000,
         if len(out) == n_users:
             break
     return out
+
+
+def short_history_users(db, n: int = 4) -> list[str]:
+    """External ids of the first `n` customers (by id) with 8-20 lines in workspace `db`:
+    short histories, so short prompts."""
+    from storage.workspace import Workspace
+
+    with Workspace.open(db, create=False) as ws:
+        rows = ws.conn.execute(
+            "SELECT u.external_id FROM interactions x JOIN users u ON u.id = x.user_id "
+            "GROUP BY x.user_id HAVING count(*) BETWEEN 8 AND 20 ORDER BY u.external_id "
+            "LIMIT ?", (n,)).fetchall()
+    assert len(rows) == n, f"only {len(rows)} customers with 8-20 lines in {db}"
+    return [r[0] for r in rows]

@@ -19,6 +19,7 @@ from models.profiles.profiler import MAX_TOKENS, REPEAT_PENALTY, Profiler
 from models.profiles.prompt import build_messages, profile_schema
 from storage.workspace import Workspace
 from tests.conftest import write_head
+from tests.profiles.retail_sample import short_history_users
 
 pytestmark = pytest.mark.slow
 
@@ -198,13 +199,7 @@ def prepared(tmp_path_factory, online_retail_path) -> Path:
 @pytest.fixture(scope="module")
 def users(prepared) -> list[str]:
     """Four real customers with short histories; one snapshot each (the slice is one day)."""
-    with Workspace.open(prepared, create=False) as ws:
-        rows = ws.conn.execute(
-            "SELECT u.external_id FROM interactions x JOIN users u ON u.id = x.user_id "
-            "GROUP BY x.user_id HAVING count(*) BETWEEN 8 AND 20 ORDER BY u.external_id "
-            "LIMIT 4").fetchall()
-    assert len(rows) == 4
-    return [r[0] for r in rows]
+    return short_history_users(prepared)
 
 
 def _snapshots(db) -> dict[tuple[int, int], tuple]:

@@ -24,6 +24,7 @@ from storage.errors import DynllmError
 from storage.workspace import Workspace
 from tests.conftest import REPO, workspace_fingerprint, write_head
 from tests.profiles.llama_server import BrokenServer, LlamaServer, free_port
+from tests.profiles.retail_sample import short_history_users
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +82,7 @@ def workspace(tmp_path, prepared) -> Path:
 def users(prepared) -> list[str]:
     """Four real customers with short histories (8-20 lines: short prompts); the slice is one
     day, so each gets one snapshot (the final one)."""
-    with Workspace.open(prepared, create=False) as ws:
-        rows = ws.conn.execute(
-            "SELECT u.external_id FROM interactions x JOIN users u ON u.id = x.user_id "
-            "GROUP BY x.user_id HAVING count(*) BETWEEN 8 AND 20 ORDER BY u.external_id "
-            "LIMIT 4").fetchall()
-    assert len(rows) == 4
-    return [r[0] for r in rows]
+    return short_history_users(prepared)
 
 
 def _profile_rows(db) -> dict[tuple[int, int], tuple]:

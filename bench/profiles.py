@@ -1,7 +1,8 @@
 """Profile throughput: the default model on real customers, against the naive way, in one run.
 
     .venv/bin/python bench/profiles.py [--users 50] [--model smollm2] [--threads N]
-                                       [--concurrency 1,2,4] [--server-only] [--no-server]
+                                       [--concurrency 1,2,4] [--engines E,E] [--server-only]
+                                       [--no-server]
 
 Prints, for the same customers (every k-th Online Retail customer with 10+ lines, profiled from
 the events before their last basket):
@@ -16,11 +17,15 @@ the events before their last basket):
     snapshot made before the event, median age of that snapshot) with the first-snapshot rule
     and without it;
   - two example profiles;
-  - the in-process batched engine beside today's in-process path, on the same customers in
-    the same run: `BatchedLLM` (models/profiles/batched_llm.py) with N sequences decoded
-    together, N from `--concurrency`, fed by N threads each with its own Profiler (as the
-    profile job's pool does), as profiles/s and s/profile of wall time, with the engine's
-    llama_decode calls, the mean tokens a call carried and the share of time in sampling;
+  - the in-process engines beside LocalLLM (one `create_chat_completion` at a time), on the same
+    customers in the same run, as profiles/s and s/profile of wall time: `BatchedLLM`
+    (models/profiles/batched_llm.py) with one sequence and the grammar applied to the whole
+    vocabulary at every token, the same with the lazy grammar (only the sampled token is
+    checked; resampled under the grammar when refused), E engines of one sequence side by side
+    with the cores shared among them (`--engines`; the profile job's default is one engine of
+    one thread per core), and one engine decoding N sequences together (`--concurrency`),
+    each row with the share of tokens the lazy grammar resampled, the tokens a llama_decode
+    call carried and the share of time in sampling;
   - the server path beside them: `python -m llama_cpp.server` on the same GGUF with the same
     thread count, profiled through `ServerLLM` with 1, 2 and 4 requests in flight
     (`--concurrency`; `--no-server` skips these rows);
@@ -147,42 +152,64 @@ def _server_rows(model: str, users, threads: int | None, levels: list[int]) -> l
 
 def _profile_concurrently(profilers: list, histories: list) -> list:
     """Every history profiled by one of `profilers`, as many requests in flight as there are
-    profilers (each used by one request at a time, like the profile job's pool)."""
+    profilers, each request taking whichever profiler is idle (the profile job's pool does the
+    same, so no engine waits while another idles)."""
+    import queue
     from concurrent.futures import ThreadPoolExecutor
 
-    level = len(profilers)
-    with ThreadPoolExecutor(level) as pool:
-        return list(pool.map(lambda pair: pair[0].profile(pair[1]),
-                             [(profilers[i % level], h) for i, h in enumerate(histories)]))
+    idle: queue.Queue = queue.Queue()
+    for profiler in profilers:
+        idle.put(profiler)
+
+    def one(history):
+        profiler = idle.get()
+        try:
+            return profiler.profile(history)
+        finally:
+            idle.put(profiler)
+
+    with ThreadPoolExecutor(len(profilers)) as pool:
+        return list(pool.map(one, histories))
 
 
-def _batched_rows(model: str, users, threads: int | None, levels: list[int]) -> list[dict]:
-    """Profiles/s and s/profile (wall) through the in-process batched engine, N sequences fed
-    by N threads with a Profiler each (the profile job's pool), for each N."""
+def _engine_rows(model: str, users, configs: list[tuple[int, int, int | None, bool]]
+                 ) -> list[dict]:
+    """Profiles/s and s/profile (wall) through in-process batched engines, for each config
+    (engines, sequences per engine, llama.cpp threads per engine, lazy grammar): engines x
+    sequences requests in flight, each with a Profiler of its own (the profile job's pool)."""
     import time
 
     from models.profiles.batched_llm import BatchedLLM
     from models.profiles.profiler import Profiler
 
     rows = []
-    for level in levels:
-        engine = BatchedLLM(model, n_seq=level, n_threads=threads)
+    for n_engines, n_seq, threads, lazy in configs:
+        engines = [BatchedLLM(model, n_seq=n_seq, n_threads=threads, lazy_grammar=lazy)
+                   for _ in range(n_engines)]
         try:
-            Profiler(engine).profile(users[0])  # the shared prefix into the cache, as in-process
-            calls, tokens = engine.decode_calls, engine.batch_tokens
-            busy, sampling = engine.busy_s, engine.sample_s
+            for engine in engines:  # the shared prefix into each cache, as in-process
+                Profiler(engine).profile(users[0])
+            before = [(e.decode_calls, e.batch_tokens, e.sample_s, e.grammar_checks,
+                       e.grammar_rejects) for e in engines]
             start = time.perf_counter()
-            results = _profile_concurrently([Profiler(engine) for _ in range(level)], users[1:])
+            results = _profile_concurrently(
+                [Profiler(e) for e in engines for _ in range(n_seq)], users[1:])
             wall = time.perf_counter() - start
-            calls = engine.decode_calls - calls
+            after = [(e.decode_calls, e.batch_tokens, e.sample_s, e.grammar_checks,
+                      e.grammar_rejects) for e in engines]
+            calls, tokens, sampling, checks, rejects = (
+                sum(a[k] - b[k] for a, b in zip(after, before, strict=True)) for k in range(5))
+            grammar = (f"lazy grammar, {rejects / checks:.0%} of tokens resampled"
+                       if lazy and checks else "grammar over the vocabulary every token")
             rows.append({
-                "path": f"in-process batched, {level} seq", "wall_s": wall,
-                "valid": sum(r.ok for r in results), "n": len(results),
-                "note": f"{calls} decode calls, {(engine.batch_tokens - tokens) / calls:.1f} "
-                        f"tokens a call, sampling {(engine.sample_s - sampling) / wall:.0%} "
-                        f"of wall, engine busy {(engine.busy_s - busy) / wall:.0%}"})
+                "path": f"{n_engines} engine{'s' * (n_engines > 1)} x {n_seq} seq x "
+                        f"{engines[0].threads} thr",
+                "wall_s": wall, "valid": sum(r.ok for r in results), "n": len(results),
+                "note": f"{grammar}; {tokens / calls:.1f} tokens a decode call; sampling "
+                        f"{sampling / wall / n_engines:.0%} of each engine's wall"})
         finally:
-            engine.close()
+            for engine in engines:
+                engine.close()
     return rows
 
 
@@ -197,8 +224,8 @@ def _print_throughput(rows: list[dict], snapshots: int | None = None) -> None:
     best = min(rows, key=lambda r: r["wall_s"] / r["n"])
     base = rows[0]["wall_s"] / rows[0]["n"]
     per = best["wall_s"] / best["n"]
-    line = (f"best: {best['path']}, {per:.2f} s/profile, {base / per:.2f}x the in-process "
-            "single-sequence row")
+    line = (f"best: {best['path']}, {per:.2f} s/profile, {base / per:.2f}x the "
+            f"{rows[0]['path']} row")
     if snapshots:
         hours = snapshots * per / 3600
         line += (f"; whole Online Retail store ({snapshots:,} snapshots of the default policy) "
@@ -219,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the throughput rows (in-process, batched, server) and the "
                         "projection")
     parser.add_argument("--no-server", action="store_true", help="no server rows")
+    parser.add_argument("--engines", default=None, metavar="E,E",
+                        help="rows of E in-process engines, one sequence each, the usable "
+                        "cores shared among them (default: the profile job's default, one "
+                        "per core; empty: none)")
     args = parser.parse_args(argv)
 
     users = load_users(args.data, args.users)
@@ -227,9 +258,20 @@ def main(argv: list[str] | None = None) -> None:
     cached, cached_load = run(args.model, users, args.threads)
     levels = [int(n) for n in args.concurrency.split(",") if n.strip()]
     # Both paths are timed on users[1:]: the first profile warms the prompt cache of each.
-    throughput = [{"path": "in-process", "wall_s": sum(r.wall_s for r in cached[1:]),
-                   "valid": sum(r.ok for r in cached[1:]), "n": len(cached) - 1}]
-    throughput += _batched_rows(args.model, users, args.threads, levels) if levels else []
+    from dynllm_tui.jobs.profiles import default_engines
+    from models.profiles.llm_backend import default_threads
+
+    threads = args.threads or default_threads()
+    cores = default_engines()
+    throughput = [{"path": f"LocalLLM x {threads} thr", "wall_s": sum(r.wall_s for r in cached[1:]),
+                   "valid": sum(r.ok for r in cached[1:]), "n": len(cached) - 1,
+                   "note": "grammar over the vocabulary every token (create_chat_completion)"}]
+    engines = ([int(n) for n in args.engines.split(",") if n.strip()]
+               if args.engines is not None else [cores])
+    configs = [(1, 1, threads, False), (1, 1, threads, True)]
+    configs += [(e, 1, max(1, cores // e), True) for e in engines]
+    configs += [(1, n, threads, True) for n in levels if n > 1]
+    throughput += _engine_rows(args.model, users, list(dict.fromkeys(configs)))
     if levels and not args.no_server:
         throughput += _server_rows(args.model, users, args.threads, levels)
     policy = _snapshot_policy(args.data)

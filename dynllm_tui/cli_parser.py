@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "OpenAI-compatible servers: http://HOST:PORT/v1[,http://HOST2:PORT/v1]")
     prof.add_argument("--concurrency", type=int, default=1, metavar="N",
                       help="requests in flight per --llm endpoint; with the in-process "
-                      "model, N users' prompts decoded together in one batch (default 1)")
+                      "model, N users' prompts decoded together in one batch by each "
+                      "engine (default 1)")
+    prof.add_argument("--engines", type=int, metavar="E",
+                      help="in-process model only: E copies of the model decoding side by side, "
+                      "one thread each (default: one per CPU core, at most 8)")
     prof.add_argument("--llm-model", metavar="NAME",
                       help="the model to ask the --llm servers for (default: their only one)")
     prof.add_argument("--response-format", choices=["json_object", "json_schema"],

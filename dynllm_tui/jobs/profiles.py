@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,25 @@ Progress = Callable[[int, int, str], None]
 # batched_llm.py). Past 16 a 2-8 core machine gains nothing and the KV cache grows by seq_ctx
 # cells (~47 MB for SmolLM2) per sequence.
 MAX_IN_PROCESS_SEQUENCES = 16
+# In-process `--engines E`: E copies of the model, each decoding on its own thread(s). Past 8 a
+# laptop has no cores left to give them.
+MAX_ENGINES = 8
+
+
+def default_engines() -> int:
+    """In-process engines when `--engines` is not given: one per usable core (at most
+    MAX_ENGINES), each with one llama.cpp thread.
+
+    One model on two threads is as fast on a quiet 2-core machine, but its threads spin at a
+    barrier after every layer and collapse when another process takes a core (see
+    llm_backend.default_threads), which is why a single model is given one core fewer than the
+    machine has. Engines of one thread each never wait for one another: on a busy machine each
+    just gets less time, and on a quiet one every core decodes."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_ENGINES))
 
 
 @dataclass
@@ -138,6 +158,7 @@ def profiles_job(
     retry_failed: bool = False,
     embed: bool = True,
     concurrency: int = 1,
+    engines: int | None = None,
     server: ServerSettings | None = None,
     encoder: str | None = None,
     re_embed: bool = False,
@@ -150,7 +171,8 @@ def profiles_job(
     `llm` is a packaged model, a .gguf path, or comma-separated OpenAI-compatible endpoints
     (http://HOST:PORT/v1) with `concurrency` requests in flight on each; `encoder` is None (the
     packaged encoder) or one endpoint for /v1/embeddings. Servers are checked (reachable, the
-    model served, the vector size) before anything is written."""
+    model served, the vector size) before anything is written. In-process, `engines` copies of
+    the model (None: `default_engines()`) each decode `concurrency` sequences together."""
     from models.data.snapshots import DEFAULT_FIRST_AFTER, DEFAULT_MIN_NEW, plan_snapshots
     from models.profiles.http_backend import is_endpoint
 
@@ -163,6 +185,15 @@ def profiles_job(
     if concurrency > MAX_IN_PROCESS_SEQUENCES and not remote:
         raise DynllmError(f"--concurrency {concurrency} is more sequences than the in-process "
                           f"model decodes together (at most {MAX_IN_PROCESS_SEQUENCES})")
+    if engines is not None and remote:
+        raise DynllmError("--engines is for the in-process model; with --llm servers use "
+                          "--concurrency (requests in flight per endpoint)")
+    if engines is not None and (not isinstance(engines, int) or not 1 <= engines
+                                <= MAX_ENGINES):
+        raise DynllmError(f"--engines must be from 1 to {MAX_ENGINES} (copies of the in-process "
+                          f"model, one thread each), not {engines}")
+    if not remote and engines is None:
+        engines = default_engines()
     if not server.timeout_s > 0:
         raise DynllmError(f"--timeout must be above 0 seconds, not {server.timeout_s:g}")
     if server.retries < 0:
@@ -203,7 +234,7 @@ def profiles_job(
                 # do not store the packaged encoder's beside them.
                 summary.embedded = _embed(ws, text_encoder, report, cancel, close=False)
             _make_profiles(ws, todo, summary, llm, chat_format, llms, concurrency,
-                           retry_failed, report, cancel)
+                           engines or 1, retry_failed, report, cancel)
             if text_encoder is not None and not summary.cancelled:
                 for kind, n in _embed(ws, text_encoder, report, cancel).items():
                     summary.embedded[kind] = summary.embedded.get(kind, 0) + n
@@ -311,13 +342,14 @@ def _drop_other_vectors(ws: Workspace, keep_model: str) -> None:
 
 def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: ProfilesSummary,
                    llm: str, chat_format: str | None, llms: list, concurrency: int,
-                   retry_failed: bool, report: Progress,
+                   engines: int, retry_failed: bool, report: Progress,
                    cancel: Callable[[], bool] | None) -> None:
     """Profile every snapshot of `todo` whose input changed, committing each as it comes.
 
-    In-process with concurrency 1: one at a time in this thread (LocalLLM). In-process with
-    concurrency N > 1: N requests in flight from a thread pool, all decoded together by one
-    BatchedLLM of N sequences (loaded when the first profile is needed). Servers: len(llms) x
+    In-process with one engine and concurrency 1: one at a time in this thread (LocalLLM).
+    Otherwise in-process: `engines` BatchedLLMs (loaded when the first profile is needed), each
+    decoding `concurrency` sequences together, fed by a thread pool of engines x concurrency
+    workers (llama.cpp releases the GIL while it decodes). Servers: len(llms) x
     concurrency requests in flight. Histories are read and results written here, in the thread
     that owns the SQLite connection. When an endpoint fails for good (or the batched engine
     refuses a request), nothing more is sent, the requests in flight are awaited and
@@ -339,8 +371,8 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
     profiling_started = time.perf_counter()
     done = 0
     pool = _ProfilePool(llms, concurrency) if llms else None
-    batched = not llms and concurrency > 1
-    engine = None
+    batched = not llms and (concurrency > 1 or engines > 1)
+    loaded: list = []
     profiler = None
     failure: Exception | None = None
 
@@ -371,8 +403,8 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                 report(done, len(todo), "profiles")
                 continue
             if pool is None and batched:
-                engine = _load_engine(llm, chat_format, concurrency)
-                pool = _ProfilePool([engine], concurrency)
+                loaded.extend(_load_engines(llm, chat_format, concurrency, engines))
+                pool = _ProfilePool(loaded, concurrency)
             if pool is None:
                 if profiler is None:
                     profiler = _load_profiler(llm, chat_format)
@@ -387,7 +419,7 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
     finally:
         if pool is not None:
             pool.close()
-        if engine is not None:
+        for engine in loaded:
             engine.close()
         if profiler is not None:
             profiler.llm.close()
@@ -405,8 +437,8 @@ def _backend_key(backend) -> str:
 class _ProfilePool:
     """len(llms) x concurrency Profilers, each used by one request at a time, run by a thread
     pool with as many workers; submit() blocks while all are busy, committing what finished.
-    `llms` are endpoints (ServerLLM) or the one in-process BatchedLLM, whose `concurrency`
-    sequences the Profilers share.
+    `llms` are endpoints (ServerLLM) or the in-process BatchedLLMs, whose `concurrency`
+    sequences each the Profilers share.
 
     An endpoint that fails for good while others still answer is dropped (its Profilers leave
     the pool) and its request is sent again to the others; only the failure of the last one
@@ -507,15 +539,25 @@ def _resolve(llm: str, chat_format: str | None):
         raise DynllmError(str(exc)) from None
 
 
-def _load_engine(llm: str, chat_format: str | None, sequences: int):
-    """The in-process batched engine: `sequences` requests decoded together."""
+def _load_engines(llm: str, chat_format: str | None, sequences: int, engines: int) -> list:
+    """The in-process batched engines: `engines` copies of the model, each decoding
+    `sequences` requests together. One engine takes llm_backend.default_threads(); several
+    share the usable cores, one llama.cpp thread each at least (see default_engines)."""
     from models.profiles.batched_llm import BatchedLLM
     from models.profiles.errors import ModelLoadError
+    from models.profiles.llm_backend import default_threads
 
+    threads = default_threads() if engines == 1 else max(1, default_engines() // engines)
+    loaded: list = []
     try:
-        return BatchedLLM(llm, chat_format=chat_format, n_seq=sequences)
+        for _ in range(engines):
+            loaded.append(BatchedLLM(llm, chat_format=chat_format, n_seq=sequences,
+                                     n_threads=threads))
     except ModelLoadError as exc:
+        for engine in loaded:
+            engine.close()
         raise DynllmError(str(exc)) from None
+    return loaded
 
 
 def _load_profiler(llm: str, chat_format: str | None):

@@ -5,6 +5,7 @@ Real parts only: the packaged SmolLM2, real Online Retail customers, a real work
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -87,6 +88,44 @@ def test_greedy_single_sequence_equals_local_llm(llm, real_histories):
             assert batched.finish_reason == local.finish_reason
     finally:
         single.close()
+
+
+def test_lazy_grammar_gives_the_eager_greedy_answers(real_histories):
+    """The grammar consulted only for the sampled token (resampling under it when it refuses)
+    picks the same greedy tokens as the grammar applied to the whole vocabulary first: a
+    valid argmax is the argmax of the valid tokens."""
+    requests = _requests(real_histories[:3])
+    lazy, eager = BatchedLLM(n_seq=1), BatchedLLM(n_seq=1, lazy_grammar=False)
+    try:
+        for system, user, candidates in requests:
+            kwargs = {"schema": profile_schema(candidates), "max_tokens": MAX_TOKENS,
+                      "temperature": 0.0, "repeat_penalty": REPEAT_PENALTY}
+            assert lazy.chat(system, user, **kwargs).text == eager.chat(system, user,
+                                                                        **kwargs).text
+        # Every lazy token was checked; the eager engine never needs to.
+        assert lazy.grammar_checks > 0 and eager.grammar_checks == 0
+    finally:
+        lazy.close()
+        eager.close()
+
+
+def test_lazy_grammar_resamples_a_token_the_grammar_refuses(real_histories):
+    """A schema the model would never write on its own (an enum of words it has not seen):
+    its own first choices are refused, resampled under the grammar, and the answer follows the
+    schema exactly."""
+    system, user, _ = _requests(real_histories[:1])[0]
+    schema = {"type": "object", "properties": {"zq": {"enum": ["xylophone quokka"]}},
+              "required": ["zq"], "additionalProperties": False}
+    model = BatchedLLM(n_seq=1)
+    try:
+        for temperature in (0.0, 0.8):
+            before = model.grammar_rejects
+            answer = model.chat(system, user, schema=schema, max_tokens=40,
+                                temperature=temperature, seed=3)
+            assert json.loads(answer.text) == {"zq": "xylophone quokka"}
+            assert model.grammar_rejects > before
+    finally:
+        model.close()
 
 
 def test_seeded_sampling_is_repeatable(engine, real_histories):
@@ -215,8 +254,8 @@ def test_job_with_two_in_process_sequences_stores_what_one_does(tmp_path, prepar
     shutil.copy(prepared, one)
     shutil.copy(prepared, two)
     kwargs = {"every": "week", "min_new": 1, "users": users, "embed": False}
-    first = profiles_job(one, concurrency=1, **kwargs)
-    second = profiles_job(two, concurrency=2, **kwargs)
+    first = profiles_job(one, concurrency=1, engines=1, **kwargs)  # LocalLLM, one at a time
+    second = profiles_job(two, concurrency=2, engines=2, **kwargs)  # 2 engines x 2 sequences
     assert first.planned == second.planned == len(users)
     assert second.made + second.failed == second.planned
     assert _snapshots(one) == _snapshots(two)  # same snapshots, inputs, model, prompt version
@@ -224,7 +263,8 @@ def test_job_with_two_in_process_sequences_stores_what_one_does(tmp_path, prepar
     assert again.skipped == again.planned and again.made == again.failed == 0
 
 
-def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users):
+@pytest.mark.parametrize("engines", [1, 2])
+def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users, engines):
     from dynllm_tui.jobs.control import CancelFlag
     from dynllm_tui.jobs.profiles import profiles_job
 
@@ -237,7 +277,7 @@ def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users
             flag.set()
 
     kwargs = {"every": "week", "min_new": 1, "users": users, "embed": False,
-              "concurrency": 2}
+              "concurrency": 2, "engines": engines}
     first = profiles_job(db, progress=stop_after_one, cancel=flag, **kwargs)
     kept = _snapshots(db)
     # Cancelled: nothing more was sent, the requests in flight were committed.
@@ -259,3 +299,26 @@ def test_job_refuses_too_many_in_process_sequences(demo_workspace):
     with pytest.raises(DynllmError, match=r"--concurrency must be 1 or more \(sequences the "
                        r"in-process model decodes together\), not 0"):
         profiles_job(demo_workspace, concurrency=0)
+
+
+@pytest.mark.parametrize("engines", [0, 9, -1])
+def test_job_refuses_an_engine_count_out_of_range(demo_workspace, engines):
+    from dynllm_tui.jobs.profiles import profiles_job
+    from storage.errors import DynllmError
+
+    with pytest.raises(DynllmError, match=rf"--engines must be from 1 to 8 \(copies of the "
+                       rf"in-process model, one thread each\), not {engines}$"):
+        profiles_job(demo_workspace, engines=engines)
+
+
+def test_engines_with_a_server_is_one_clear_line(demo_workspace):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "dynllm_tui.cli", "--db", str(demo_workspace), "profiles",
+         "--llm", "http://127.0.0.1:9/v1", "--engines", "2"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == ("error: --engines is for the in-process model; with --llm "
+                                   "servers use --concurrency (requests in flight per endpoint)")

@@ -13,6 +13,7 @@ import torch
 
 from models.data.events import EventLog, chronological_split
 from models.data.profile_index import ProfileIndex
+from models.evaluation.profile_text import tuned_profile_text_results
 from models.evaluation.protocols import dataset_summary, model_report
 from models.evaluation.seeds import aggregate_results, seed_list
 from models.evaluation.selection import choose_on_validation
@@ -32,13 +33,24 @@ def method_label(config: DynLLMConfig, *, with_profiles: bool, ablation: str | N
 
 def baseline_results(log: EventLog, config: TrainConfig, *, n_seeds: int = 1,
                      progress: Callable[[str], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> dict[str, dict]:
+                     should_stop: Callable[[], bool] | None = None,
+                     item_text: torch.Tensor | None = None,
+                     profiles: ProfileIndex | None = None) -> dict[str, dict]:
     """{method: {protocol: metrics, "choice": record}} for the baselines on the run's split and
-    batches, settings chosen on validation (models.evaluation.tuning)."""
+    batches, settings chosen on validation (models.evaluation.tuning). With item text vectors
+    and profiles of one encoder, also the profile-text scorer and its popularity mix
+    (models.evaluation.profile_text): can a profile reach items the user never bought?"""
     split = chronological_split(log, config.train_frac, config.val_frac)
-    return tuned_baseline_results(log, split, batch_size=config.batch_size, ks=config.ks,
-                                  seed=config.seed, n_seeds=n_seeds, progress=progress,
-                                  should_stop=should_stop)
+    results = tuned_baseline_results(log, split, batch_size=config.batch_size, ks=config.ks,
+                                     seed=config.seed, n_seeds=n_seeds, progress=progress,
+                                     should_stop=should_stop)
+    if (item_text is not None and profiles is not None and len(profiles.as_of)
+            and item_text.shape[1] == profiles.dim
+            and (profiles.facet_mask is None or bool(profiles.facet_mask.any()))):
+        results.update(tuned_profile_text_results(
+            log, split, item_text, profiles, batch_size=config.batch_size, ks=config.ks,
+            progress=progress, should_stop=should_stop))
+    return results
 
 
 def validation_figure(result: TrainResult) -> float | None:
@@ -115,6 +127,7 @@ def run_model_report(
         if progress is not None:
             progress("baselines", None)
         results.update(baseline_results(log, train_config, n_seeds=n_seeds,
-                                        should_stop=should_stop))
+                                        should_stop=should_stop, item_text=item_text,
+                                        profiles=profiles))
     split = chronological_split(log, train_config.train_frac, train_config.val_frac)
     return model_report(results, dataset_summary(log, split))

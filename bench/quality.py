@@ -41,7 +41,8 @@ def _load(args: argparse.Namespace, tmp: Path):
 
     if args.db is not None:
         with Workspace.open(args.db, create=False) as ws:
-            return load_workspace_data(ws, use_profiles=True), str(args.db)
+            return (load_workspace_data(ws, use_profiles=not args.ignore_profiles),
+                    str(args.db))
     if args.dataset == "complete-journey":
         try:
             spec = preset_spec("complete-journey", None)
@@ -78,6 +79,15 @@ def main() -> None:
                         help="run one half of the report (e.g. the two halves side by side on "
                         "two cores); save each with --rows-out and print them with --merge")
     parser.add_argument("--rows-out", type=Path, help="also write the report rows (JSON)")
+    parser.add_argument("--repeat-term", action="store_true",
+                        help="the base model has the learned repeat term (its counterpart, "
+                        "trained too unless --no-counterpart, has not)")
+    parser.add_argument("--no-counterpart", action="store_true",
+                        help="do not train the base model with the repeat term toggled")
+    parser.add_argument("--ignore-profiles", action="store_true",
+                        help="train as if the workspace had no profiles (the 'no profiles' "
+                        "rows of a --db workspace in a process of their own, e.g. beside the "
+                        "run with profiles on the other core; merge with --merge)")
     parser.add_argument("--merge", help="A.json,B.json: print one report from saved rows")
     args = parser.parse_args()
     if args.merge:
@@ -134,12 +144,15 @@ def main() -> None:
         split = chronological_split(log, config.train_frac, config.val_frac)
         rows = model_report(baseline_results(
             log, config, n_seeds=args.seeds, progress=lambda text: print(f"  {text}",
-                                                                          flush=True)),
+                                                                          flush=True),
+            item_text=data.item_text, profiles=data.profiles),
             dataset_summary(log, split))
     else:
         rows = run_model_report(log, data.item_text, data.profiles,
-                                DynLLMConfig(no_profiles=not with_profiles), config,
+                                DynLLMConfig(no_profiles=not with_profiles,
+                                             repeat_term=args.repeat_term), config,
                                 ablations=ablations, progress=progress, n_seeds=args.seeds,
+                                repeat_counterpart=not args.no_counterpart,
                                 with_baselines=args.only is None)
     if args.rows_out is not None:
         args.rows_out.write_text(json.dumps(rows, indent=1, default=str))

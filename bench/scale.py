@@ -25,7 +25,8 @@ For each size, each measured in a fresh child process (peak MB is that child's r
                 `git worktree add --detach /tmp/old_main 7cdd621`; --skip-baseline skips it)
   workspace     the workspace file's size on disk after the import (MB)
   UI            the app's first screen (Home with its data) from process start, as bench/ui.py
-                (a) measures it, in a pseudo-terminal; then, headless with App.run_test, the
+                (a) measures it, in a pseudo-terminal (the median of 3 starts after a warm-up
+                start that writes the bytecode cache); then, headless with App.run_test, the
                 Users screen's first page (key "2" to painted) and a search (from the search's
                 reload, after the screen's 200 ms typing debounce, to the painted result)
   training      `train_job(epochs=1, no_profiles=True)`: the epoch (train + validation) seconds
@@ -61,6 +62,7 @@ ONLINE_RETAIL = SHARED / "data" / "online-retail" / "online_retail.csv.gz"
 BASELINE_COMMIT = "7cdd621"
 MINUTES_30_DAYS = 30 * 24 * 60
 NICE = 10  # each part runs niced; --nice changes it
+FIRST_SCREEN_STARTS = 3  # the app's first screen: the median of this many starts (after a warm-up)
 
 
 # ------------------------------------------------------------------ the synthetic store
@@ -206,16 +208,21 @@ async def _ui_async(db: str) -> dict:
 
 def part_ui(db: str) -> dict:
     import asyncio
+    import statistics
 
-    from bench.ui import FIRST_SCREEN, clean_env, run_in_pty
+    from bench.ui import FIRST_SCREEN, clean_env, run_in_pty, warm_up
 
-    home = Path(tempfile.mkdtemp())
-    out = home / "shown.json"
-    spawned = run_in_pty([sys.executable, "-c", FIRST_SCREEN, db, str(out)], clean_env(home),
-                         timeout=300)
-    first_screen = json.loads(out.read_text())["at"] - spawned
+    starts = []
+    with tempfile.TemporaryDirectory() as folder:  # the bytecode cache goes with it
+        home = Path(folder)
+        out = home / "shown.json"
+        argv = [sys.executable, "-c", FIRST_SCREEN, db, str(out)]
+        warm_up(argv, clean_env(home))  # writes the app's bytecode cache; not measured
+        for _ in range(FIRST_SCREEN_STARTS):
+            spawned = run_in_pty(argv, clean_env(home), timeout=300)
+            starts.append(json.loads(out.read_text())["at"] - spawned)
     result = asyncio.run(_ui_async(db))
-    return {"first_screen": first_screen, **result}
+    return {"first_screen": statistics.median(starts), "first_screen_all": starts, **result}
 
 
 def part_train(db: str) -> dict:
@@ -437,7 +444,7 @@ def print_breaks_first(results: dict[int, dict]) -> None:
     ui = row.get("ui", {})
     for label, value, target in (("Users first page", ui.get("users_first_page"), 0.300),
                                  ("Users search", ui.get("search"), 0.300),
-                                 ("app first screen", ui.get("first_screen"), 1.5)):
+                                 ("app first screen", ui.get("first_screen"), 0.300)):
         if value is not None:
             findings.append((value / target, f"{label} {value * 1000:.0f} ms at {k}x "
                                              f"(target {target * 1000:.0f} ms)"))

@@ -27,14 +27,37 @@ from dynllm_tui.ui.config import UiConfig, load_config
 from dynllm_tui.ui.home.home_screen import HomeScreen
 from dynllm_tui.ui.keys import KEYS, bindings, effective_keys
 from dynllm_tui.ui.reader import WorkspaceReader
-from dynllm_tui.ui.runs.runs_screen import RunsScreen
-from dynllm_tui.ui.segments.segments_screen import SegmentsScreen
-from dynllm_tui.ui.training.training_screen import TrainingScreen
-from dynllm_tui.ui.users.users_screen import UsersScreen
 from storage.errors import DynllmError, sqlite_error
 from storage.workspace import default_workspace_path
 
 LOCK_POLL_S = 2.0  # how often the app looks whether a training started or ended (any process)
+
+
+# The sections other than Home are imported when first opened, not at start: the first screen
+# is Home, and the others' modules (Training's plots pull in plotext, Users, Runs, Segments and
+# the browse queries behind them) were about a third of the app's import time (bench/ui.py).
+def _users_screen() -> Screen:
+    from dynllm_tui.ui.users.users_screen import UsersScreen
+
+    return UsersScreen()
+
+
+def _runs_screen() -> Screen:
+    from dynllm_tui.ui.runs.runs_screen import RunsScreen
+
+    return RunsScreen()
+
+
+def _training_screen() -> Screen:
+    from dynllm_tui.ui.training.training_screen import TrainingScreen
+
+    return TrainingScreen()
+
+
+def _segments_screen() -> Screen:
+    from dynllm_tui.ui.segments.segments_screen import SegmentsScreen
+
+    return SegmentsScreen()
 
 
 class WorkbenchApp(App[None]):
@@ -42,8 +65,8 @@ class WorkbenchApp(App[None]):
 
     TITLE = "dynllm-tui"
     BINDINGS = bindings("app")
-    MODES = {"home": HomeScreen, "users": UsersScreen, "runs": RunsScreen,
-             "training": TrainingScreen, "segments": SegmentsScreen}
+    MODES = {"home": HomeScreen, "users": _users_screen, "runs": _runs_screen,
+             "training": _training_screen, "segments": _segments_screen}
     DEFAULT_MODE = "home"
     CSS = """
     Screen { layers: base overlay; }
@@ -51,14 +74,17 @@ class WorkbenchApp(App[None]):
     """
 
     def __init__(self, db: str | None = None, config: UiConfig | None = None, *,
-                 build_demo: bool = False, demo_options: dict[str, Any] | None = None) -> None:
+                 build_demo: bool = False, demo_options: dict[str, Any] | None = None,
+                 reader: WorkspaceReader | None = None) -> None:
         """`build_demo`: start building the demo workspace in `db` as soon as Home shows (what
         `dynllm-tui demo` does, so the app opens at once and fills in as the build goes);
-        `demo_options`: extra keyword arguments of `jobs.demo.demo_job` (epochs, profile_limit)."""
+        `demo_options`: extra keyword arguments of `jobs.demo.demo_job` (epochs, profile_limit);
+        `reader`: the shared reader of `db` when the caller made it already (the command starts
+        Home's queries on it before importing the app: `cli._open_app`)."""
         super().__init__()
         self.db = db
         self.config = config if config is not None else load_config()
-        self.reader = WorkspaceReader(db)
+        self.reader = reader if reader is not None else WorkspaceReader(db)
         self.users_search = ""  # the Users screen's current search (export "search result")
         # (segment, attribute) filters another screen asks Users to show (Segments' Enter).
         self.users_filter_request: tuple[str | None, str | None] | None = None
@@ -121,6 +147,7 @@ class WorkbenchApp(App[None]):
 
     def action_export(self) -> None:
         from dynllm_tui.ui.export.export_modal import ExportModal
+        from dynllm_tui.ui.users.users_screen import UsersScreen
 
         if isinstance(self.screen, ExportModal):
             return

@@ -8,6 +8,7 @@ Ctrl-C exits 130 after the running job has rolled back or committed what it fini
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sqlite3
@@ -26,7 +27,7 @@ EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _bare_app_args(sys.argv[1:] if argv is None else argv) or build_parser().parse_args(argv)
     try:
         if args.command == "import":
             return _cmd_import(args)
@@ -72,6 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+
+
+def _bare_app_args(argv: list[str]) -> argparse.Namespace | None:
+    """What the full parser answers for `dynllm-tui`, `dynllm-tui --db PATH` or `--db=PATH` (the
+    app, no command), without building it: its ~15 sub-parsers cost the app's start-up more
+    than the Home query. Anything else (a command, --help, a malformed --db) goes to the parser."""
+    if not argv:
+        return argparse.Namespace(db=None, command=None)
+    if len(argv) == 1 and argv[0].startswith("--db="):
+        return argparse.Namespace(db=argv[0].removeprefix("--db="), command=None)
+    if len(argv) == 2 and argv[0] == "--db" and not argv[1].startswith("-"):
+        return argparse.Namespace(db=argv[1], command=None)
+    return None
 
 
 def _workspace_path(args: argparse.Namespace) -> Path:
@@ -199,7 +213,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
             args.db, llm=args.llm, chat_format=args.chat_format, every=args.every,
             min_new=args.min_new, users=users, limit=args.limit,
             retry_failed=args.retry_failed, embed=not args.no_embed,
-            concurrency=args.concurrency, server=server, encoder=args.encoder,
+            concurrency=args.concurrency, engines=args.engines, server=server,
+            encoder=args.encoder,
             re_embed=args.re_embed, progress=bar, cancel=cancel,
         )
     for line in summary.endpoints_dropped:  # the run went on with the other endpoints
@@ -439,7 +454,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _open_app(db: str | None) -> int:
-    from dynllm_tui.app import WorkbenchApp
+    from dynllm_tui.ui.home.home_queries import HOME_QUERIES
+    from dynllm_tui.ui.reader import WorkspaceReader
     from storage.workspace import Workspace, default_workspace_path
 
     path = Path(db).expanduser() if db else default_workspace_path()
@@ -447,7 +463,20 @@ def _open_app(db: str | None) -> int:
         Workspace.open(path).close()  # a first run: the default workspace, Home offers the demo
     else:  # a --db or DYNLLM_DB that names nothing is refused: a typo must not create a file
         Workspace.open_for_browsing(path).close()  # fail here, with a clear message
-    WorkbenchApp(db).run()
+    # Home's queries start now, in a thread, and run while Python imports Textual and the app
+    # (SQLite lets go of the GIL): the first screen waits for neither alone (bench/ui.py).
+    reader = WorkspaceReader(db)
+    reader.prefetch(*HOME_QUERIES)
+    # Importing Textual and the app makes ~60k long-lived objects: collecting them as they come
+    # costs ~15 ms of start-up for nothing, and freezing them afterwards keeps later full
+    # collections (pauses in the running app) from rescanning them.
+    gc.disable()
+    try:
+        from dynllm_tui.app import WorkbenchApp
+    finally:
+        gc.freeze()
+        gc.enable()
+    WorkbenchApp(db, reader=reader).run()
     return 0
 
 

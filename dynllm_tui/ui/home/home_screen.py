@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.containers import Vertical
-from textual.widgets import ProgressBar, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from dynllm_tui.jobs.training_lock import training_in_progress
 from dynllm_tui.ui.common.base_screen import WorkbenchScreen
 from dynllm_tui.ui.common.workspace_changed import KINDS
+from dynllm_tui.ui.home.home_queries import HOME_QUERIES, pipeline_status, workspace_status
 from dynllm_tui.ui.home.imports_table import ImportsTable
 from dynllm_tui.ui.home.pipeline_panel import PipelinePanel
 from dynllm_tui.ui.home.summary_panel import SummaryPanel
 from dynllm_tui.ui.keys import bindings
-from storage.browse import pipeline_status
-from storage.queries import workspace_status
+
+if TYPE_CHECKING:
+    from textual.widgets import ProgressBar
 
 PROGRESS_EVERY_S = 0.1  # demo progress reaches the UI at most 10 times a second
 # While profiles are being committed, the screens reload their counts at most this often: each
@@ -83,24 +85,34 @@ class HomeScreen(WorkbenchScreen):
         self._cancel: Any = None
         self._profiles_posted = 0.0  # when the last "profiles" change was posted (monotonic)
         self._profiles_done = 0  # the profiles count of that post
+        self._resumed = False  # shown once already (the first show is on_mount's)
 
     def compose_body(self) -> Iterable[Any]:
         yield SummaryPanel(id="summary")
-        with Vertical(id="demo-progress"):
-            yield Static("Building the demo workspace…", id="demo-label")
-            yield ProgressBar(id="demo-bar", show_eta=False)
+        # Filled when a demo build starts (`_demo_progress`): hidden until then, and a progress
+        # bar's four widgets and their styles are start-up work the first screen does not show.
+        yield Vertical(id="demo-progress")
         yield PipelinePanel(id="pipeline")
         yield ImportsTable(id="imports")
 
     def on_mount(self) -> None:
-        self.refresh_data()
+        # The command started Home's queries before it imported the app (`cli._open_app`): when
+        # their answers are ready, the first paint shows them, without a worker's round trip
+        # and a first frame of placeholders. Else (or when they are stale) the worker asks.
+        early = self.workbench.reader.prefetched(*HOME_QUERIES)
+        if early is None:
+            self.refresh_data()
+        else:
+            # One non-blocking flock probe, as the app's own lock watch does on this thread.
+            self._deliver(self.show, *early, training_in_progress(self.workbench.db_path))
         if self.workbench.build_demo_on_start:
             self.workbench.build_demo_on_start = False  # once, not on every new Home
             self.start_demo()
 
     def on_screen_resume(self) -> None:
-        if self.empty is not None:  # not the first show: the data may have moved on
+        if self._resumed:  # not the first show (on_mount loads that): the data may have moved on
             self.refresh_data()
+        self._resumed = True
 
     def on_unmount(self) -> None:
         if self._cancel is not None:
@@ -160,12 +172,22 @@ class HomeScreen(WorkbenchScreen):
         self.demo_running = True
         self.demo_phase = None
         self._cancel = CancelFlag()
+        self._demo_progress().update(total=None, progress=0)
         self.query_one("#demo-label", Static).update("Building the demo workspace…")
-        self.query_one("#demo-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#demo-progress").add_class("running")
         self.refresh_bindings()
         self.workbench.background_job_started()
         self.build_demo(self._cancel)
+
+    def _demo_progress(self) -> ProgressBar:
+        """The demo build's progress bar; it and its label are mounted on the first start."""
+        from textual.widgets import ProgressBar  # not at start-up: see compose_body
+
+        box = self.query_one("#demo-progress", Vertical)
+        if not box.children:
+            box.mount(Static("Building the demo workspace…", id="demo-label"),
+                      ProgressBar(id="demo-bar", show_eta=False))
+        return self.query_one("#demo-bar", ProgressBar)
 
     @work(thread=True, exclusive=True, group="demo", exit_on_error=False)
     def build_demo(self, cancel: Any) -> None:
@@ -207,7 +229,7 @@ class HomeScreen(WorkbenchScreen):
     def show_progress(self, done: int, total: int, phase: str) -> None:
         if self._cancel is not None and self._cancel():
             return  # keep saying "stopping"
-        self.query_one("#demo-bar", ProgressBar).update(total=max(total, 1), progress=done)
+        self._demo_progress().update(total=max(total, 1), progress=done)
         self.query_one("#demo-label", Static).update(
             f"Building the demo workspace: {phase} · stop with "
             f"{self.workbench.key_display('home.cancel_demo')}")

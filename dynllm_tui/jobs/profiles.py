@@ -410,6 +410,12 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                     profiler = _load_profiler(llm, chat_format)
                 commit(user_id, as_of, len(history.events), profiler.profile(history))
                 continue
+            # Wait for a free worker first (committing what finishes), then look at the
+            # cancel flag again: a cancel that came meanwhile must stop this request too.
+            pool.wait_for_room(commit)
+            if cancel is not None and cancel():
+                summary.cancelled = True
+                break
             failure = pool.submit((user_id, as_of, len(history.events)), history, commit)
             if failure is not None:
                 break
@@ -509,6 +515,11 @@ class _ProfilePool:
                     f"user {history.user_id}, snapshot at {history.as_of}: {exc}")
                 continue
             commit(*key, result)
+
+    def wait_for_room(self, commit) -> None:
+        """Block while every worker is busy (or until a failure), committing what finishes."""
+        while len(self._in_flight) >= self.size and self._failure is None:
+            self._collect(commit, block=True)
 
     def submit(self, key: tuple[int, int, int], history, commit) -> Exception | None:
         """Queue one history; returns the endpoint failure that ends the run, if any."""

@@ -112,8 +112,10 @@ def test_cancel_then_resume(tmp_path, demo_workspace_file, five_users):
         if phase == "profiles" and done >= 2:
             flag.set()
 
+    # One engine, one request at a time: the cancel lands between two profiles (the pool of
+    # several engines is cancelled in tests/profiles/test_batched_llm.py).
     first = profiles_job(db, every="quarter", min_new=1, users=five_users[:2],
-                         progress=stop_after_two, cancel=flag, embed=False)
+                         progress=stop_after_two, cancel=flag, embed=False, engines=1)
     assert first.cancelled and first.made + first.failed == 2
     second = profiles_job(db, every="quarter", min_new=1, users=five_users[:2], embed=False)
     assert second.skipped == 2 and second.made + second.failed == second.planned - 2

@@ -263,8 +263,9 @@ def test_job_with_two_in_process_sequences_stores_what_one_does(tmp_path, prepar
     assert again.skipped == again.planned and again.made == again.failed == 0
 
 
-@pytest.mark.parametrize("engines", [1, 2])
-def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users, engines):
+@pytest.mark.parametrize(("engines", "sequences"), [(1, 2), (2, 1)])
+def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users, engines,
+                                                       sequences):
     from dynllm_tui.jobs.control import CancelFlag
     from dynllm_tui.jobs.profiles import profiles_job
 
@@ -277,7 +278,7 @@ def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users
             flag.set()
 
     kwargs = {"every": "week", "min_new": 1, "users": users, "embed": False,
-              "concurrency": 2, "engines": engines}
+              "concurrency": sequences, "engines": engines}  # 2 in flight, 4 users
     first = profiles_job(db, progress=stop_after_one, cancel=flag, **kwargs)
     kept = _snapshots(db)
     # Cancelled: nothing more was sent, the requests in flight were committed.

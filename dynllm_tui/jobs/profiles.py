@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,11 +50,9 @@ def default_engines() -> int:
     llm_backend.default_threads), which is why a single model is given one core fewer than the
     machine has. Engines of one thread each never wait for one another: on a busy machine each
     just gets less time, and on a quiet one every core decodes."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_ENGINES))
+    from models.profiles.llm_backend import usable_cores
+
+    return max(1, min(usable_cores(), MAX_ENGINES))
 
 
 @dataclass

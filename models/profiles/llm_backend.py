@@ -100,11 +100,15 @@ def default_threads() -> int:
     threads decoded SmolLM2 at <1 token/s and 1 thread at ~75 tokens/s. Leaving a core also keeps
     the UI, SQLite and the encoder responsive; decoding is memory bound and gains little past 8.
     """
+    return max(1, min(usable_cores() - 1, 8))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
     try:
-        n = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n - 1, 8))
+        return os.cpu_count() or 1
 
 
 class LocalLLM:

@@ -233,6 +233,16 @@ def _print_throughput(rows: list[dict], snapshots: int | None = None) -> None:
     print(line)
 
 
+def _engine_specs(text: str) -> list[tuple[int, int]]:
+    """"2,2x3" -> [(2, 1), (2, 3)]: engines, and sequences decoded together by each."""
+    specs = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            engines, _, seqs = part.partition("x")
+            specs.append((int(engines), int(seqs or 1)))
+    return specs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=50)
@@ -246,10 +256,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the throughput rows (in-process, batched, server) and the "
                         "projection")
     parser.add_argument("--no-server", action="store_true", help="no server rows")
-    parser.add_argument("--engines", default=None, metavar="E,E",
-                        help="rows of E in-process engines, one sequence each, the usable "
-                        "cores shared among them (default: the profile job's default, one "
-                        "per core; empty: none)")
+    parser.add_argument("--engines", default=None, metavar="E,ExN",
+                        help="rows of E in-process engines, the usable cores shared among "
+                        "them, each decoding N sequences together (default N 1; default "
+                        "row: the profile job's default, one engine per core; empty: none)")
     args = parser.parse_args(argv)
 
     users = load_users(args.data, args.users)
@@ -266,10 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     throughput = [{"path": f"LocalLLM x {threads} thr", "wall_s": sum(r.wall_s for r in cached[1:]),
                    "valid": sum(r.ok for r in cached[1:]), "n": len(cached) - 1,
                    "note": "grammar over the vocabulary every token (create_chat_completion)"}]
-    engines = ([int(n) for n in args.engines.split(",") if n.strip()]
-               if args.engines is not None else [cores])
+    engines = (_engine_specs(args.engines) if args.engines is not None else [(cores, 1)])
     configs = [(1, 1, threads, False), (1, 1, threads, True)]
-    configs += [(e, 1, max(1, cores // e), True) for e in engines]
+    configs += [(e, n, max(1, cores // e), True) for e, n in engines]
     configs += [(1, n, threads, True) for n in levels if n > 1]
     throughput += _engine_rows(args.model, users, list(dict.fromkeys(configs)))
     if levels and not args.no_server:

@@ -8,7 +8,7 @@ filled in.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from models.profiles.llm_backend import Completion, LocalLLM
@@ -17,6 +17,7 @@ from models.profiles.prompt import (
     PROMPT_VERSION,
     UserHistory,
     build_messages,
+    ground_segment,
     input_hash,
     profile_schema,
 )
@@ -113,7 +114,9 @@ class Profiler:
             try:
                 if c.finish_reason == "length":
                     raise ProfileParseError(f"the answer was cut at {self.max_tokens} tokens")
-                result.facets = parse_profile(c.text, cands)
+                facets = parse_profile(c.text, cands)
+                result.facets = replace(facets, crowd_segment=ground_segment(
+                    history, facets.crowd_segment))
             except ProfileParseError as exc:
                 result.error = str(exc)
                 continue

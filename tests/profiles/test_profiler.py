@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +18,8 @@ from models.profiles.prompt import (
     UserHistory,
     build_candidates,
     build_messages,
+    ground_segment,
+    history_facts,
     input_hash,
 )
 
@@ -27,15 +30,19 @@ def assert_valid(result, history):
     assert result.ok, (result.error, result.raw)
     f = result.facets
     cands = build_candidates(history)
-    assert PHRASE.fullmatch(f.crowd_segment) and len(f.crowd_segment) <= 60
+    answered = parse_profile(result.raw[-1], cands)
+    assert PHRASE.fullmatch(answered.crowd_segment) and len(answered.crowd_segment) <= 60
+    # The stored segment: the model's "what they buy" under words taken from the facts.
+    assert f.crowd_segment == ground_segment(history, answered.crowd_segment)
+    assert f.crowd_segment.startswith(history_facts(history).frequency)
     assert 1 <= len(f.interests) <= 5 and len(set(map(str.casefold, f.interests))) == len(
         f.interests)
     assert all(PHRASE.fullmatch(i) and len(i) <= 40 for i in f.interests)
     assert set(f.preferred_categories) <= set(cands.categories)
     assert len(f.preferred_categories) <= 5
     assert set(f.favored_brands) <= set(cands.brands)
-    # The stored raw answer is what the facets were read from, nothing added.
-    assert parse_profile(result.raw[-1], cands) == f
+    # The stored raw answer is what the facets were read from, nothing else added.
+    assert answered == replace(f, crowd_segment=answered.crowd_segment)
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ def test_input_hash_is_order_free_and_sensitive_to_what_matters():
                    PROMPT_VERSION, "smollm2"),
     }
     assert h1 not in others and len(others) == 6
-    assert PROMPT_VERSION == "p3"  # p2 profiles had keyword-list categories: redone
+    assert PROMPT_VERSION == "p4"  # p3 profiles had gift-shop examples only: redone
 
 
 def test_candidate_labels_are_safe_for_the_grammar():
@@ -134,11 +134,52 @@ def test_examples_follow_the_format_and_the_schema():
     from models.profiles.output import parse_profile
     from models.profiles.prompt import _EXAMPLES, Candidates
 
+    with_brands = 0
     for *lines, answer in _EXAMPLES:
-        assert [line.split(":")[0] for line in lines] == [
+        heads = [line.split(":")[0] for line in lines]
+        assert heads[:5] == [
             "Customer", "History", "Buying", "Most bought", "Categories to choose from"]
-        cats = lines[-1].split(": ", 1)[1].split("; ")
-        facets = parse_profile(answer, Candidates(cats, DERIVED))
+        assert heads[5:] in ([], ["Brands to choose from"])
+        cats = lines[4].split(": ", 1)[1].split("; ")
+        brands = lines[5].split(": ", 1)[1].split("; ") if len(lines) > 5 else []
+        facets = parse_profile(answer, Candidates(cats, DERIVED, brands,
+                                                  CATALOGUE if brands else UNKNOWN))
+        assert bool(facets.favored_brands) == bool(brands)
+        with_brands += bool(brands)
         frequency = lines[2].split()[1]  # "Buying: frequent (..." -> "frequent"
         assert facets.crowd_segment.startswith(frequency), (facets.crowd_segment, frequency)
+        # "who": the country when given, never one the Customer line does not name
+        if "country" not in lines[0]:
+            assert not any(c in facets.crowd_segment for c in ("UK", "German", "French"))
+    assert with_brands >= 2  # stores with brands are shown too, not only gift wholesale
     assert "Buying" in SYSTEM_PROMPT and "one-off" in SYSTEM_PROMPT
+
+
+def test_the_segment_takes_its_fact_words_from_the_facts_and_what_from_the_model():
+    """SmolLM2 copies "UK" and frequency words from its examples into any store's profiles:
+    the segment's fact words come from the facts, only "what they buy" from the answer."""
+    from models.profiles.prompt import ground_segment, segment_who
+
+    day = 86400
+    grocery = _history([HistoryEvent(i * day, f"i{i}", "whole milk", "dairy", "Private", 1.0,
+                                     2.0) for i in range(30)], as_of=40 * day,
+                       attributes={"age": "45-54", "household_comp": "1 Adult No Kids"})
+    grocery.store_median_price = 4.0  # the user pays half the store's median: cheap
+    assert ground_segment(grocery, "regular UK household buyer of fluid milk products") == (
+        "frequent 1 Adult No Kids household buyer of cheap fluid milk products")
+    assert ground_segment(grocery, "premium cheese") == (
+        "frequent 1 Adult No Kids household buyer of cheap cheese")
+    assert ground_segment(grocery, "") == "cheap frequent 1 Adult No Kids household buyer"
+    # "buyer of" first, then the first "of": the item's own "of" stays
+    assert ground_segment(grocery, "buyer of set of cups").endswith("buyer of cheap set of cups")
+    trade = _history([HistoryEvent(i * 20 * day, f"i{i}", "mug", None, None, 24.0, 9.0)
+                      for i in range(5)], as_of=200 * day, attributes={"Country": "Norway"})
+    trade.store_median_price = 3.0
+    assert ground_segment(trade, "one-off UK household buyer of mugs") == (
+        "regular Norway trade buyer of premium mugs")
+    # no attributes, no price: no "who" and no price word
+    bare = _history([HistoryEvent(0, "a", "mug", None, None, 1.0)], as_of=day, attributes={})
+    assert ground_segment(bare, "frequent German buyer of mugs") == (
+        "one-off household buyer of mugs")
+    assert segment_who({"user.region": "North", "country": "Spain"}) == "Spain"
+    assert segment_who({"age": "45-54", "income": float("nan")}) == ""

@@ -183,6 +183,11 @@ def _order_size(units_per_line: float) -> str:
     return "mid-size" if units_per_line < 10 else "trade-size"
 
 
+def _finite_quantities(events: list[HistoryEvent]) -> list[float]:
+    """The lines' quantities that are known and finite, sorted (for the median line)."""
+    return sorted(q for q in (e.quantity for e in events) if q is not None and math.isfinite(q))
+
+
 def _median(sorted_values: list[float]) -> float:
     n = len(sorted_values)
     return (sorted_values[(n - 1) // 2] + sorted_values[n // 2]) / 2
@@ -236,8 +241,7 @@ def ground_segment(history: UserHistory, llm_segment: str) -> str:
     Code gets these words right every time; the model is left the part it does well, naming
     what the customer buys."""
     facts = history_facts(history)
-    quantities = sorted(q for q in (e.quantity for e in history.events)
-                        if q is not None and math.isfinite(q))
+    quantities = _finite_quantities(history.events)
     kind = _KIND[_order_size(_median(quantities))] if quantities else ""
     price = _PRICE_WORD.get(facts.price_level or "", "")
     what = clean_text(llm_segment, SEGMENT_CHARS)
@@ -272,8 +276,7 @@ def build_user_message(history: UserHistory, candidates: Candidates) -> str:
         lines.append("History: no purchases yet.")
     else:
         facts = history_facts(history)
-        quantities = sorted(q for q in (e.quantity for e in ev)
-                            if q is not None and math.isfinite(q))
+        quantities = _finite_quantities(ev)
         units = sum(quantities)
         # The median line, not the mean: one bulk line (Complete Journey's fuel is sold by the
         # unit in thousands) must not make a household a trade buyer.

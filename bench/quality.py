@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--repeat-term", action="store_true",
                         help="the base model has the learned repeat term (its counterpart, "
                         "trained too unless --no-counterpart, has not)")
+    parser.add_argument("--text-term", action="store_true",
+                        help="the model with profiles also has the learned profile-text term "
+                             "(models.network.dynllm.TextAffinityTerm); needs profiles")
     parser.add_argument("--no-counterpart", action="store_true",
                         help="do not train the base model with the repeat term toggled")
     parser.add_argument("--ignore-profiles", action="store_true",
@@ -150,7 +153,9 @@ def main() -> None:
     else:
         rows = run_model_report(log, data.item_text, data.profiles,
                                 DynLLMConfig(no_profiles=not with_profiles,
-                                             repeat_term=args.repeat_term), config,
+                                             repeat_term=args.repeat_term,
+                                             text_term=args.text_term and with_profiles),
+                                config,
                                 ablations=ablations, progress=progress, n_seeds=args.seeds,
                                 repeat_counterpart=not args.no_counterpart,
                                 with_baselines=args.only is None)

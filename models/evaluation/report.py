@@ -28,6 +28,8 @@ def method_label(config: DynLLMConfig, *, with_profiles: bool, ablation: str | N
     label = "DynLLM" + ("" if with_profiles else " (no profiles)")
     if config.repeat_term:
         label += " + repeat term"
+    if config.text_term and with_profiles:
+        label += " + text term"
     return label if ablation is None else f"{label} {ablation}"
 
 

@@ -10,6 +10,7 @@ timeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -48,6 +49,8 @@ class DynLLMConfig:
     # Not in the paper: a learned repeat-purchase term added to the dot product (RepeatTerm).
     repeat_term: bool = False
     repeat_history: int = 200
+    # Not in the paper: a learned profile-text affinity added to the score (TextAffinityTerm).
+    text_term: bool = False
 
     def __post_init__(self):
         unknown = set(self.facets) - set(FACETS)
@@ -136,12 +139,69 @@ class RepeatTerm(nn.Module):
 
 
 @dataclass
+class TextAffinity:
+    """What a user's profile text adds to each item's score: the dot product of a learned mix
+    of the user's unit facet vectors with the item's unit title vector (one text space)."""
+
+    user: torch.Tensor  # [B, d_text] sum over present facets of w_f * facet_f / |facet_f|
+    items: torch.Tensor  # [n_items, d_text] unit item text vectors
+
+    def pair_scores(self, targets: torch.Tensor) -> torch.Tensor:
+        """[B] term for one target item per row."""
+        return (self.user * self.items[targets]).sum(1)
+
+    def add_to(self, scores: torch.Tensor, lo: int = 0) -> torch.Tensor:
+        """Adds the term, in place, to scores [b, n_items] of rows lo..lo+b and returns them."""
+        hi = lo + len(scores)
+        return scores.addmm_(self.user[lo:hi].to(scores.dtype), self.items.T.to(scores.dtype))
+
+
+class TextAffinityTerm(nn.Module):
+    """Lets a profile reach items the user never bought, where the graph has nothing to say
+    (issue #12): the facets and the item titles are embedded by one text encoder, so the cosine
+    of an item's title with a user's interests or categories says how well it fits the profile.
+    One weight per facet, starting at 0 (the paper's model) and learned with everything else at
+    the repeat term's higher rate; absent facets and users without a profile add exactly 0."""
+
+    def __init__(self, item_text: torch.Tensor, n_facets: int):
+        super().__init__()
+        self.register_buffer("items", F.normalize(item_text.float(), dim=-1), persistent=False)
+        self.weight = nn.Parameter(torch.zeros(n_facets))
+
+    def forward(self, facets: torch.Tensor, present: torch.Tensor) -> TextAffinity:
+        unit = F.normalize(facets.float(), dim=-1)  # [B, F, d_text]; zero rows stay zero
+        mix = self.weight * present.float()  # [B, F]
+        return TextAffinity((mix.unsqueeze(-1) * unit).sum(1), self.items)
+
+
+@dataclass
 class UserOutput:
     embedding: torch.Tensor  # [B, dim]
     # [B, n_facets] in config.facets order: rows sum to 1 over the facets the user has; absent
     # facets weigh exactly 0, and a user with no profile yet has an all-zero row
     facet_weights: torch.Tensor | None
     repeat: RepeatEvidence | None = None  # the repeat-purchase term, when the model has one
+    text: TextAffinity | None = None  # the profile-text term, when the model has one
+
+    def pair_terms(self, targets: torch.Tensor) -> torch.Tensor | None:
+        """[B] what the extra terms (repeat, text) add to each row's score of one target item;
+        None for the paper's model."""
+        terms = [t.pair_scores(targets) for t in (self.repeat, self.text) if t is not None]
+        return None if not terms else terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+    @property
+    def adjust(self) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+        """Adds the extra terms in place to scores [b, n_items] of rows lo..lo+b; None when the
+        model has none."""
+        terms = [t for t in (self.repeat, self.text) if t is not None]
+        if not terms:
+            return None
+
+        def add(scores: torch.Tensor, lo: int = 0) -> torch.Tensor:
+            for term in terms:
+                scores = term.add_to(scores, lo)
+            return scores
+        return add
 
 
 class DynLLM(nn.Module):
@@ -194,15 +254,25 @@ class DynLLM(nn.Module):
         # log1p(gap in seconds) standardised with the training part's statistics.
         self.register_buffer("gap_stats", torch.tensor([0.0, 1.0], dtype=torch.float64))
         self.repeat = RepeatTerm(config.repeat_history, n_users) if config.repeat_term else None
+        self.text_term = None
+        if config.text_term and not config.no_profiles:
+            if item_text is None or item_text.shape[1] != profile_dim:
+                raise ValueError("the text term needs item text vectors of the profiles' encoder "
+                                 f"(item text {None if item_text is None else item_text.shape[1]}"
+                                 f"-d, profile facets {profile_dim}-d)")
+            self.text_term = TextAffinityTerm(item_text, len(config.facets))
 
     def param_groups(self, lr: float) -> list[dict]:
-        """Adam groups: the repeat term's few scalars learn REPEAT_LR_FACTOR times faster, so
-        that they find their scale within the first epoch instead of after hundreds of steps."""
-        if self.repeat is None:
+        """Adam groups: the extra terms' few scalars (repeat, text) learn REPEAT_LR_FACTOR times
+        faster, so that they find their scale within the first epoch instead of after hundreds
+        of steps."""
+        terms = [t for t in (self.repeat, self.text_term) if t is not None]
+        if not terms:
             return [{"params": list(self.parameters()), "lr": lr}]
-        fast = {id(p) for p in self.repeat.parameters()}
+        fast_params = [p for t in terms for p in t.parameters()]
+        fast = {id(p) for p in fast_params}
         return [{"params": [p for p in self.parameters() if id(p) not in fast], "lr": lr},
-                {"params": list(self.repeat.parameters()), "lr": lr * REPEAT_LR_FACTOR}]
+                {"params": fast_params, "lr": lr * REPEAT_LR_FACTOR}]
 
     @property
     def device(self) -> torch.device:
@@ -342,7 +412,10 @@ class DynLLM(nn.Module):
         if self.distill is not None:
             projected = self.distill(projected)
         attended, weights = self.facet_attention(base, projected, present)
-        return UserOutput(self.user_merge(torch.cat((base, attended), dim=-1)), weights, repeat)
+        text = (None if self.text_term is None
+                else self.text_term(facets.to(self.device)[:, cols], present))
+        return UserOutput(self.user_merge(torch.cat((base, attended), dim=-1)), weights, repeat,
+                          text)
 
     def item_embeddings(
         self, memory: NodeMemory, finder: NeighborFinder, items: np.ndarray, cut_time: float

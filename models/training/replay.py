@@ -126,8 +126,8 @@ def top_items(
         facets, mask = profile_inputs(model, profiles, users, at)
         out = model.user_embeddings(memory, finder, users, times, at, facets, mask)
         scores = out.embedding @ items.T
-        if out.repeat is not None:
-            scores = out.repeat.add_to(scores)
+        if out.adjust is not None:
+            scores = out.adjust(scores, 0)
         scores = scores.cpu()
         seen = _seen_block(keys, log.n_items, lo, lo + len(users))
         discover = scores.masked_fill(seen, -torch.inf).topk(k, dim=1)

@@ -175,11 +175,11 @@ def run_batches(
                 inverse = torch.as_tensor(inverse, device=model.device)
                 pos, neg = item_emb[inverse[: len(items)]], item_emb[inverse[len(items):]]
                 extra = None
-                if user_out.repeat is not None:
-                    pos_repeat, neg_repeat = (
-                        user_out.repeat.pair_scores(torch.as_tensor(x).to(model.device))
+                if user_out.adjust is not None:
+                    pos_extra, neg_extra = (
+                        user_out.pair_terms(torch.as_tensor(x).to(model.device))
                         for x in (items, negatives))
-                    extra = pos_repeat - neg_repeat
+                    extra = pos_extra - neg_extra
                 loss = bpr_loss(user_out.embedding, pos, neg, reg, extra)
                 if not torch.isfinite(loss):
                     where = f"epoch {epoch}, " if epoch is not None else ""
@@ -204,7 +204,7 @@ def run_batches(
                 ranks = ranks_of_shared_rows(
                     user_out.embedding, shared_rows(users, times), item_emb, true,
                     batch_protocols(candidates, events), chunk,
-                    adjust=None if user_out.repeat is None else user_out.repeat.add_to)
+                    adjust=user_out.adjust)
                 for name, r in ranks.items():
                     result.ranks[name].append(r)
                 pos = item_emb[true]

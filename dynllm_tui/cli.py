@@ -258,7 +258,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             device=args.device, seed=args.seed, no_profiles=args.no_profiles,
             ablation=args.ablation, resume=args.resume, patience=args.patience,
             exclude_bought=args.exclude_bought, repeat_term=args.repeat_term,
-            progress=progress, cancel=cancel, activate=args.activate,
+            text_term=args.text_term, progress=progress, cancel=cancel, activate=args.activate,
         )
     if args.progress_jsonl:
         _emit({"event": "done", "summary": summary.__dict__})

@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--repeat-term", action="store_true",
                     help="add a learned repeat-purchase term to the paper's dot-product score "
                     "(much better on stores where customers rebuy; see the model report)")
+    tr.add_argument("--text-term", action="store_true",
+                    help="add a learned profile-text term: the cosine of each item's title with "
+                    "the user's profile facets, so a profile can point at items the user never "
+                    "bought (needs profiles; see the model report)")
     tr.add_argument("--activate", default="if-better",
                     choices=["if-better", "always", "never"],
                     help="make the finished run the active one: if-better (default: only when "

@@ -64,6 +64,7 @@ def train_job(
     patience: int = 10,
     exclude_bought: bool = False,
     repeat_term: bool = False,
+    text_term: bool = False,
     progress: Callable[[Any], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     on_replay: Callable[[int, int], None] | None = None,
@@ -71,7 +72,9 @@ def train_job(
 ) -> TrainSummary:
     """Train (or resume run `resume`), record the run, replay the best model into the workspace.
     `repeat_term` adds the learned repeat-purchase term to the paper's dot-product score
-    (models.network.dynllm.RepeatTerm).
+    (models.network.dynllm.RepeatTerm); `text_term` the learned profile-text term, the cosine
+    of each item's title with the user's facet texts (models.network.dynllm.TextAffinityTerm),
+    which needs profiles and item text vectors of the same encoder.
 
     Bad settings (jobs.train_settings), a missing workspace and a read-only one are refused
     before anything is written, the training lock file included. Once the run is recorded,
@@ -87,8 +90,26 @@ def train_job(
     return _train_locked(
         db_path, epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
         no_profiles=no_profiles, ablation=ablation, resume=resume, patience=patience,
-        exclude_bought=exclude_bought, repeat_term=repeat_term, progress=progress,
-        cancel=cancel, on_replay=on_replay, activate=activate)
+        exclude_bought=exclude_bought, repeat_term=repeat_term, text_term=text_term,
+        progress=progress, cancel=cancel, on_replay=on_replay, activate=activate)
+
+
+def _check_text_term(data: WorkspaceData, no_profiles: bool, path: Path) -> None:
+    """The text term scores items by their title's cosine with the user's facet texts, so it
+    needs both, embedded by one encoder; refused before a run is recorded."""
+    if no_profiles:
+        raise DynllmError("the text term scores items against the user's profile: it cannot "
+                          "go with --no-profiles")
+    if data.profiles is None:
+        raise DynllmError(f"the text term needs LLM profiles, and {path} has none with "
+                          "embedded facets: run `dynllm-tui profiles` first")
+    if data.item_text is None:
+        raise DynllmError(f"the text term needs item text vectors, and {path} has none: "
+                          "run `dynllm-tui profiles` (it embeds the titles too)")
+    if data.item_text.shape[1] != data.profiles.dim:
+        raise DynllmError(f"the text term needs item and facet texts from one encoder, but in "
+                          f"{path} item vectors are {data.item_text.shape[1]}-d and facet "
+                          f"vectors {data.profiles.dim}-d: run `dynllm-tui profiles` again")
 
 
 @holds_train_lock  # one training per workspace, visible to other processes
@@ -106,6 +127,7 @@ def _train_locked(
     patience: int,
     exclude_bought: bool,
     repeat_term: bool,
+    text_term: bool,
     progress: Callable[[Any], None] | None,
     cancel: Callable[[], bool] | None,
     on_replay: Callable[[int, int], None] | None,
@@ -119,8 +141,10 @@ def _train_locked(
     started = time.perf_counter()
     with Workspace.open(db_path, create=False) as ws:
         data = load_workspace_data(ws, use_profiles=not no_profiles)
+        if text_term:
+            _check_text_term(data, no_profiles, ws.path)
         model_config = DynLLMConfig(no_profiles=no_profiles or data.profiles is None,
-                                    repeat_term=repeat_term)
+                                    repeat_term=repeat_term, text_term=text_term)
         if ablation:
             try:
                 model_config = model_config.ablation(ablation)
@@ -133,6 +157,7 @@ def _train_locked(
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                    device=device, patience=patience)
         config = {"model_name": "dynllm" + (" + repeat" if repeat_term else "")
+                  + (" + text" if text_term else "")
                   + (f" ({ablation})" if ablation else ""),
                   "model": asdict(model_config), "train": asdict(train_config),
                   "with_profiles": data.profiles is not None,

@@ -22,6 +22,8 @@ def test_the_settings_of_a_recorded_run():
     line = run_settings(_config(repeat_term=True))
     assert line.startswith("epochs=7, batch_size=512, lr=0.002, patience=3, seed=4")
     assert "repeat term" in line and line.endswith("with profiles")
+    assert "text term" not in line
+    assert "repeat term, text term" in run_settings(_config(repeat_term=True, text_term=True))
     one_facet = run_settings(_config(facets=("interests",), no_distill=True))
     assert "no distill" in one_facet and "facets interests" in one_facet
     plain = run_settings(_config(no_profiles=True))

@@ -101,6 +101,9 @@ def test_the_form_offers_the_models_ablations_and_passes_them_to_the_cli():
                                  "0.001", "--patience", "2", "--seed", "7", "--device", "cpu",
                                  "--no-profiles", "--ablation", "facet:brands"]
     assert TrainParams(1, 64, 0.01, 1, 0, repeat_term=True).cli_args()[-1] == "--repeat-term"
+    both = TrainParams(1, 64, 0.01, 1, 0, repeat_term=True, text_term=True)
+    assert both.cli_args()[-2:] == ["--repeat-term", "--text-term"]
+    assert both.job_kwargs()["text_term"] is True
 
 
 def test_the_screens_that_train_never_import_torch():

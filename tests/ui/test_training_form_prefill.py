@@ -52,10 +52,10 @@ def test_params_from_a_config_without_settings_is_none():
     assert params_from_run({}) is None and params_from_run({"train": {}, "model": None}) is None
     # Out-of-range stored values fall back to the defaults, one by one.
     params = params_from_run({"train": {"epochs": 0, "batch_size": 64, "lr": "x"},
-                              "model": {"repeat_term": True}})
+                              "model": {"repeat_term": True, "text_term": True}})
     assert params == TrainParams(epochs=DEFAULTS["epochs"], batch_size=64, lr=DEFAULTS["lr"],
                                  patience=DEFAULTS["patience"], seed=DEFAULTS["seed"],
-                                 repeat_term=True)
+                                 repeat_term=True, text_term=True)
 
 
 async def test_form_prefilled_from_the_active_run_and_defaults_put_back(tmp_path, trained_file):

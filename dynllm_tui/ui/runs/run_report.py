@@ -22,7 +22,7 @@ COLUMN_LABELS = {"repeat:recall@20": "repeat R@20", "repeat:ndcg@20": "repeat N@
                  "explore:recall@20": "explore R@20", "explore:ndcg@20": "explore N@20"}
 CONFIG_KEYS = ("epochs", "batch_size", "lr", "patience", "seed", "device")
 # no_profiles is left to "with/without profiles" below, which also covers a workspace without
-MODEL_SWITCHES = ("repeat_term", "no_distill", "no_time_projection", "no_neighbours")
+MODEL_SWITCHES = ("repeat_term", "text_term", "no_distill", "no_time_projection", "no_neighbours")
 
 
 def run_settings(config: dict[str, Any]) -> str:

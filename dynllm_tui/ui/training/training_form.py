@@ -27,7 +27,7 @@ NO_ABLATION = "none"
 TEXT_FIELDS = tuple((rule.label, field, str(DEFAULTS[field])) for field, rule in RULES.items())
 LABELS = {field: label for label, field, _ in TEXT_FIELDS} | {
     "device": "Device", "ablation": "Ablation", "no_profiles": "No profiles",
-    "repeat_term": "Repeat term", "activate": "Activate"}
+    "repeat_term": "Repeat term", "text_term": "Text term", "activate": "Activate"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class TrainParams:
     no_profiles: bool = False
     ablation: str | None = None
     repeat_term: bool = False
+    text_term: bool = False
     activate: str = "if-better"
 
     def job_kwargs(self) -> dict[str, Any]:
@@ -48,7 +49,8 @@ class TrainParams:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "patience": self.patience, "seed": self.seed, "device": self.device,
                 "no_profiles": self.no_profiles, "ablation": self.ablation,
-                "repeat_term": self.repeat_term, "activate": self.activate}
+                "repeat_term": self.repeat_term, "text_term": self.text_term,
+                "activate": self.activate}
 
     def cli_args(self) -> list[str]:
         """The same parameters as arguments of `dynllm-tui train`."""
@@ -61,6 +63,8 @@ class TrainParams:
             args += ["--ablation", self.ablation]
         if self.repeat_term:
             args.append("--repeat-term")
+        if self.text_term:
+            args.append("--text-term")
         if self.activate != ACTIVATE_MODES[0]:  # if-better is the command's default too
             args += ["--activate", self.activate]
         return args
@@ -88,7 +92,8 @@ def params_from_run(config: Mapping[str, Any]) -> TrainParams | None:
         ablation = name[name.rindex(" (") + 2:-1] or None
     return TrainParams(**values, no_profiles=bool(model.get("no_profiles"))
                        and ablation != "no_profiles",
-                       ablation=ablation, repeat_term=bool(model.get("repeat_term")))
+                       ablation=ablation, repeat_term=bool(model.get("repeat_term")),
+                       text_term=bool(model.get("text_term")))
 
 
 def parse_params(raw: Mapping[str, Any],
@@ -118,7 +123,8 @@ def parse_params(raw: Mapping[str, Any],
     if errors:
         return None, errors
     return TrainParams(**values, device=str(device), no_profiles=bool(raw.get("no_profiles")),
-                       repeat_term=bool(raw.get("repeat_term")), activate=str(activate),
+                       repeat_term=bool(raw.get("repeat_term")),
+                       text_term=bool(raw.get("text_term")), activate=str(activate),
                        ablation=None if ablation == NO_ABLATION else str(ablation)), {}
 
 
@@ -154,6 +160,10 @@ class TrainingForm(Vertical):
             yield Label("")
             yield Checkbox("Repeat term", id="repeat_term", compact=True,
                            tooltip="add a learned repeat-purchase term to the score")
+            yield Label("")
+            yield Checkbox("Text term", id="text_term", compact=True,
+                           tooltip="add a learned term: each item's title against the user's "
+                           "profile facets (needs profiles)")
             yield Label("Activate")
             yield Select([(m, m) for m in ACTIVATE_MODES], value=ACTIVATE_MODES[0],
                          allow_blank=False, id="activate", compact=True,
@@ -186,6 +196,7 @@ class TrainingForm(Vertical):
         ablation.value = params.ablation or NO_ABLATION
         self.query_one("#no_profiles", Checkbox).value = params.no_profiles
         self.query_one("#repeat_term", Checkbox).value = params.repeat_term
+        self.query_one("#text_term", Checkbox).value = params.text_term
         self.query_one("#activate", Select).value = params.activate
         self.query_one("#form-origin", Static).update(origin)
         self.show_errors({})
@@ -211,6 +222,7 @@ class TrainingForm(Vertical):
         out["ablation"] = self.query_one("#ablation", Select).value
         out["no_profiles"] = self.query_one("#no_profiles", Checkbox).value
         out["repeat_term"] = self.query_one("#repeat_term", Checkbox).value
+        out["text_term"] = self.query_one("#text_term", Checkbox).value
         out["activate"] = self.query_one("#activate", Select).value
         return out
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynllm_tui.jobs.activate import check_activate_mode, decide_activation, describe_activation
 from dynllm_tui.jobs.train_settings import check_train_settings
@@ -22,6 +22,9 @@ from dynllm_tui.jobs.training_lock import holds_train_lock
 from dynllm_tui.jobs.workspace_data import WorkspaceData, load_workspace_data
 from storage.errors import DynllmError
 from storage.workspace import Workspace
+
+if TYPE_CHECKING:  # torch behind it: imported in the job, not at start-up
+    from models.network.dynllm import DynLLMConfig
 
 REPLAY_K = 50
 
@@ -94,22 +97,26 @@ def train_job(
         progress=progress, cancel=cancel, on_replay=on_replay, activate=activate)
 
 
-def _check_text_term(data: WorkspaceData, no_profiles: bool, path: Path) -> None:
+def _check_text_term(data: WorkspaceData, model_config: DynLLMConfig, no_profiles: bool,
+                     path: Path) -> None:
     """The text term scores items by their title's cosine with the user's facet texts, so it
-    needs both, embedded by one encoder; refused before a run is recorded."""
-    if no_profiles:
+    needs both, embedded by one encoder; refused before a run is recorded. `model_config` is
+    the config after its ablation (the no_profiles ablation leaves no facets to score with)."""
+    from models.evaluation.profile_text import check_text_inputs
+
+    if no_profiles or (model_config.no_profiles and data.profiles is not None):
         raise DynllmError("the text term scores items against the user's profile: it cannot "
-                          "go with --no-profiles")
+                          "go with --no-profiles or the no_profiles ablation")
     if data.profiles is None:
         raise DynllmError(f"the text term needs LLM profiles, and {path} has none with "
                           "embedded facets: run `dynllm-tui profiles` first")
     if data.item_text is None:
         raise DynllmError(f"the text term needs item text vectors, and {path} has none: "
                           "run `dynllm-tui profiles` (it embeds the titles too)")
-    if data.item_text.shape[1] != data.profiles.dim:
-        raise DynllmError(f"the text term needs item and facet texts from one encoder, but in "
-                          f"{path} item vectors are {data.item_text.shape[1]}-d and facet "
-                          f"vectors {data.profiles.dim}-d: run `dynllm-tui profiles` again")
+    try:
+        check_text_inputs(data.log, data.item_text, data.profiles)
+    except ValueError as exc:
+        raise DynllmError(f"the text term cannot train on {path}: {exc}") from None
 
 
 @holds_train_lock  # one training per workspace, visible to other processes
@@ -141,8 +148,6 @@ def _train_locked(
     started = time.perf_counter()
     with Workspace.open(db_path, create=False) as ws:
         data = load_workspace_data(ws, use_profiles=not no_profiles)
-        if text_term:
-            _check_text_term(data, no_profiles, ws.path)
         model_config = DynLLMConfig(no_profiles=no_profiles or data.profiles is None,
                                     repeat_term=repeat_term, text_term=text_term)
         if ablation:
@@ -150,6 +155,8 @@ def _train_locked(
                 model_config = model_config.ablation(ablation)
             except (ValueError, KeyError) as exc:
                 raise DynllmError(f"unknown ablation {ablation!r} ({exc})") from None
+        if text_term:
+            _check_text_term(data, model_config, no_profiles, ws.path)
         try:
             resolved = str(resolve_device(device))
         except (RuntimeError, ValueError) as exc:

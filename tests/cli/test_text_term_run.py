@@ -80,6 +80,8 @@ def test_the_text_term_without_profiles_is_refused_before_a_run_is_recorded(trai
         runs_before = ws.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
     both = _refused(db, "train", "--epochs", "1", "--text-term", "--no-profiles")
     assert both.returncode != 0 and "cannot go with --no-profiles" in both.stderr
+    ablated = _refused(db, "train", "--epochs", "1", "--text-term", "--ablation", "no_profiles")
+    assert ablated.returncode != 0 and "no_profiles ablation" in ablated.stderr
     none = _refused(demo_workspace, "train", "--epochs", "1", "--text-term")
     assert none.returncode != 0 and "dynllm-tui profiles" in none.stderr
     assert str(demo_workspace) in none.stderr

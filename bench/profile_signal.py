@@ -172,9 +172,47 @@ def template_texts(history, candidates) -> dict[str, str]:
     }
 
 
+def write_template_workspace(src: Path, dst: Path) -> int:
+    """A copy of workspace `src` at `dst` in which every ok profile's facets are replaced by
+    its template (`template_texts`, the same facts and candidates without the LLM), then
+    embedded: training on it says whether the LLM's words lift the model more than the facts
+    they come from. Returns the profiles replaced."""
+    import sqlite3
+
+    from dynllm_tui.jobs.profiles import embed_texts, snapshot_history
+    from dynllm_tui.jobs.taxonomy import stored_categories
+    from models.profiles.prompt import build_candidates
+    from storage.profiles import save_profile
+    from storage.workspace import Workspace
+
+    if dst.exists():
+        raise SystemExit(f"{dst} exists; give a new path for the template workspace")
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)
+    with Workspace.open(dst, create=False) as ws:
+        rows = ws.conn.execute("SELECT user_id, as_of FROM profiles WHERE status = 'ok'"
+                               ).fetchall()
+        derived, medians = stored_categories(ws), {}
+        for user_id, as_of in rows:
+            h = snapshot_history(ws, user_id, as_of, medians, derived)
+            text = template_texts(h, build_candidates(h))
+            cursor = ws.conn.execute("SELECT * FROM profiles WHERE user_id = ? AND as_of = ?",
+                                     (user_id, as_of))
+            record = dict(zip([d[0] for d in cursor.description], cursor.fetchone(),
+                              strict=True))
+            record.update({
+                "crowd_segment": text["crowd_segment"],
+                **{k: [v for v in text[k].split("; ") if v]
+                   for k in ("interests", "preferred_categories", "favored_brands")},
+                "model": "template (no LLM)", "raw": None})
+            save_profile(ws, user_id, as_of, record)
+        embed_texts(ws)
+    return len(rows)
+
+
 def load(db: Path) -> dict:
     """Profiles, their vectors, titles, templates and next-month targets from one workspace."""
-    from dynllm_tui.jobs.profiles import _history_for, embed_texts
+    from dynllm_tui.jobs.profiles import embed_texts, snapshot_history
     from dynllm_tui.jobs.taxonomy import stored_categories
     from dynllm_tui.jobs.workspace_data import load_profile_vectors
     from models.profiles.prompt import build_candidates
@@ -203,7 +241,7 @@ def load(db: Path) -> dict:
         medians: dict = {}
         titles_of, templates, history_top = {}, [], []
         for p in profiles:
-            h = _history_for(ws, p["user_id"], p["as_of"], medians, derived)
+            h = snapshot_history(ws, p["user_id"], p["as_of"], medians, derived)
             cands = build_candidates(h)
             titles_of[(p["user_id"], p["as_of"])] = [e.title or "" for e in h.events]
             templates.append(template_texts(h, cands))
@@ -314,7 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=5,
                     help="user splits (seeds seed..seed+N-1) for the probe's mean and sd")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--write-templates", type=Path, metavar="COPY",
+                    help="instead: copy the workspace to COPY with every ok profile replaced "
+                    "by its template (embedded), to train on and compare with the LLM's")
     args = ap.parse_args(argv)
+    if args.write_templates:
+        n = write_template_workspace(Path(args.db), args.write_templates)
+        print(f"{args.write_templates}: {n} profiles replaced by their templates, embedded")
+        return 0
     data = load(Path(args.db))
     result = evaluate(data, args.seed)
     if "recall@5" in result["probe"] and args.splits > 1:

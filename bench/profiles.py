@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/profiles.py [--users 50] [--model smollm2] [--threads N]
                                        [--concurrency 1,2,4] [--engines E,E] [--server-only]
-                                       [--no-server]
+                                       [--no-server] [--db WORKSPACE] [--jump both|on|off]
 
 Prints, for the same customers (every k-th Online Retail customer with 10+ lines, profiled from
-the events before their last basket):
+the events before their last basket, with the country only; or, with `--db`, every k-th
+snapshot of the default policy in that workspace, its history built as the profile job builds
+it: derived categories, prices, the store's median price — the prompts the job really sends,
+~215 user tokens on Online Retail against ~150 for the plain customers):
   - seconds per profile (median, p90), prompt and decode tokens/s (llama.cpp's own counters);
   - the naive way measured in the same run: one chat completion per profile with the prompt
     cache cleared, so the shared system prefix is evaluated every time;
@@ -25,7 +28,12 @@ the events before their last basket):
     with the cores shared among them (`--engines`; the profile job's default is one engine of
     one thread per core), and one engine decoding N sequences together (`--concurrency`),
     each row with the share of tokens the lazy grammar resampled, the tokens a llama_decode
-    call carried and the share of time in sampling;
+    call carried and the share of time in sampling; each in-process engine row without and with
+    jump-forward (`--jump`: the text the schema forces evaluated in a batch, not decoded;
+    models/profiles/answer_shape.py), with the share of output tokens forced, and what the
+    answers are like (distinct segments, segments and interests copied from the prompt's
+    examples, interests grounded in the customer's titles), so a faster row is seen to write
+    profiles as good;
   - the server path beside them: `python -m llama_cpp.server` on the same GGUF with the same
     thread count, profiled through `ServerLLM` with 1, 2 and 4 requests in flight
     (`--concurrency`; `--no-server` skips these rows);
@@ -89,6 +97,26 @@ def _snapshot_policy(data: Path) -> dict:
         out[name] = (len(plan), snapshot_coverage(plan.user, plan.as_of, user, ts,
                                                   log_user=log["user"], log_ts=log["ts"]))
     return out
+
+
+def load_snapshots(db: Path, n: int) -> list:
+    """`n` snapshots of the default policy in workspace `db` (every k-th of the plan, which is
+    in time order), each history built exactly as the profile job builds it: the derived
+    categories of the stored taxonomy, prices, the store's median price before as_of."""
+    from dynllm_tui.jobs.profiles import snapshot_history
+    from dynllm_tui.jobs.taxonomy import stored_categories
+    from models.data.snapshots import plan_snapshots
+    from storage.profiles import interaction_arrays
+    from storage.workspace import Workspace
+
+    with Workspace.open(db, create=False) as ws:
+        log = interaction_arrays(ws)
+        plan = plan_snapshots(log["user"], log["ts"], "month", DEFAULT_MIN_NEW,
+                              DEFAULT_FIRST_AFTER)
+        step = max(1, len(plan) // n)
+        categories, medians = stored_categories(ws), {}
+        return [snapshot_history(ws, int(u), int(a), medians, categories)
+                for u, a in zip(plan.user[::step][:n], plan.as_of[::step][:n], strict=True)]
 
 
 def _start_server(model_path: Path, threads: int, port: int, log: Path):
@@ -172,19 +200,31 @@ def _profile_concurrently(profilers: list, histories: list) -> list:
         return list(pool.map(one, histories))
 
 
-def _engine_rows(model: str, users, configs: list[tuple[int, int, int | None, bool]]
+def _quality(results, users) -> str:
+    """What the answers are like, so that a faster path is seen to write profiles as good:
+    distinct segments, segments and interests copied from the prompt's examples, interests
+    grounded in the customer's own titles (bench/profile_models.py's measures)."""
+    row = summarise("", results, 0.0, users)
+    return (f"{row['distinct_segments']} distinct segments, {row['copied_example_segment']} "
+            f"copied; interests grounded {row['grounded_interests']}, "
+            f"{row['copied_example_interests']} copied")
+
+
+def _engine_rows(model: str, users, configs: list[tuple[int, int, int | None, bool, bool]]
                  ) -> list[dict]:
     """Profiles/s and s/profile (wall) through in-process batched engines, for each config
-    (engines, sequences per engine, llama.cpp threads per engine, lazy grammar): engines x
-    sequences requests in flight, each with a Profiler of its own (the profile job's pool)."""
+    (engines, sequences per engine, llama.cpp threads per engine, lazy grammar, jump-forward):
+    engines x sequences requests in flight, each with a Profiler of its own (the profile job's
+    pool)."""
     import time
 
     from models.profiles.batched_llm import BatchedLLM
     from models.profiles.profiler import Profiler
 
     rows = []
-    for n_engines, n_seq, threads, lazy in configs:
-        engines = [BatchedLLM(model, n_seq=n_seq, n_threads=threads, lazy_grammar=lazy)
+    for n_engines, n_seq, threads, lazy, jump in configs:
+        engines = [BatchedLLM(model, n_seq=n_seq, n_threads=threads, lazy_grammar=lazy,
+                              jump_forward=jump)
                    for _ in range(n_engines)]
         try:
             for engine in engines:  # the shared prefix into each cache, as in-process
@@ -201,12 +241,17 @@ def _engine_rows(model: str, users, configs: list[tuple[int, int, int | None, bo
                 sum(a[k] - b[k] for a, b in zip(after, before, strict=True)) for k in range(5))
             grammar = (f"lazy grammar, {rejects / checks:.0%} of tokens resampled"
                        if lazy and checks else "grammar over the vocabulary every token")
+            output = sum(c.completion_tokens for r in results for c in r.completions)
+            forced = sum(c.forced_tokens for r in results for c in r.completions)
+            if jump:
+                grammar += f"; {forced / max(1, output):.0%} of {output} output tokens forced"
             rows.append({
                 "path": f"{n_engines} engine{'s' * (n_engines > 1)} x {n_seq} seq x "
-                        f"{engines[0].threads} thr",
+                        f"{engines[0].threads} thr{' +jump' if jump else ''}",
                 "wall_s": wall, "valid": sum(r.ok for r in results), "n": len(results),
                 "note": f"{grammar}; {tokens / calls:.1f} tokens a decode call; sampling "
-                        f"{sampling / wall / n_engines:.0%} of each engine's wall"})
+                        f"{sampling / wall / n_engines:.0%} of each engine's wall; "
+                        f"{_quality(results, users[1:])}"})
         finally:
             for engine in engines:
                 engine.close()
@@ -260,11 +305,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="rows of E in-process engines, the usable cores shared among "
                         "them, each decoding N sequences together (default N 1; default "
                         "row: the profile job's default, one engine per core; empty: none)")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="take the customers from this workspace instead: snapshots of "
+                        "the default policy, each history built as the profile job builds it "
+                        "(derived categories, prices, the store's median price)")
+    parser.add_argument("--jump", choices=("both", "on", "off"), default="both",
+                        help="in-process rows with jump-forward, without it, or both")
     args = parser.parse_args(argv)
 
-    users = load_users(args.data, args.users)
-    print(f"{len(users)} real customers, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f} at start")
+    users = load_snapshots(args.db, args.users) if args.db else load_users(args.data, args.users)
+    print(f"{len(users)} real customers{f' (snapshots of {args.db})' if args.db else ''}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     cached, cached_load = run(args.model, users, args.threads)
     levels = [int(n) for n in args.concurrency.split(",") if n.strip()]
     # Both paths are timed on users[1:]: the first profile warms the prompt cache of each.
@@ -277,9 +328,12 @@ def main(argv: list[str] | None = None) -> None:
                    "valid": sum(r.ok for r in cached[1:]), "n": len(cached) - 1,
                    "note": "grammar over the vocabulary every token (create_chat_completion)"}]
     engines = (_engine_specs(args.engines) if args.engines is not None else [(cores, 1)])
-    configs = [(1, 1, threads, False), (1, 1, threads, True)]
-    configs += [(e, n, max(1, cores // e), True) for e, n in engines]
-    configs += [(1, n, threads, True) for n in levels if n > 1]
+    # Each in-process path without jump-forward (every output token decoded) and with it.
+    jumps = (False, True) if args.jump == "both" else (args.jump == "on",)
+    configs = [(1, 1, threads, False, False)]
+    configs += [(1, 1, threads, True, j) for j in jumps]
+    configs += [(e, n, max(1, cores // e), True, j) for e, n in engines for j in jumps]
+    configs += [(1, n, threads, True, j) for n in levels if n > 1 for j in jumps]
     throughput += _engine_rows(args.model, users, list(dict.fromkeys(configs)))
     if levels and not args.no_server:
         throughput += _server_rows(args.model, users, args.threads, levels)

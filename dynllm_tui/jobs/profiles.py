@@ -98,7 +98,7 @@ def _store_median_price(ws: Workspace, as_of: int) -> float | None:
     return store_median_price(lines["price"], lines["value"], lines["quantity"])
 
 
-def _history_for(ws: Workspace, user_id: int, as_of: int,
+def snapshot_history(ws: Workspace, user_id: int, as_of: int,
                  medians: dict[int, float | None] | None = None,
                  categories: dict[int, str] | None = None):
     """The history record a snapshot (user_id, as_of) is profiled from. `medians` caches the
@@ -343,10 +343,11 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                    cancel: Callable[[], bool] | None) -> None:
     """Profile every snapshot of `todo` whose input changed, committing each as it comes.
 
-    In-process with one engine and concurrency 1: one at a time in this thread (LocalLLM).
-    Otherwise in-process: `engines` BatchedLLMs (loaded when the first profile is needed), each
-    decoding `concurrency` sequences together, fed by a thread pool of engines x concurrency
-    workers (llama.cpp releases the GIL while it decodes). Servers: len(llms) x
+    In-process: `engines` BatchedLLMs (loaded when the first profile is needed), each
+    decoding `concurrency` sequences together with jump-forward (what the answer's schema
+    forces is evaluated in a batch, not decoded a token a call: models/profiles/answer_shape.py),
+    fed by a thread pool of engines x concurrency workers (llama.cpp releases the GIL while it
+    decodes); one engine of one sequence is the single-model path. Servers: len(llms) x
     concurrency requests in flight. Histories are read and results written here, in the thread
     that owns the SQLite connection. When an endpoint fails for good (or the batched engine
     refuses a request), nothing more is sent, the requests in flight are awaited and
@@ -368,9 +369,7 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
     profiling_started = time.perf_counter()
     done = 0
     pool = _ProfilePool(llms, concurrency) if llms else None
-    batched = not llms and (concurrency > 1 or engines > 1)
     loaded: list = []
-    profiler = None
     failure: Exception | None = None
 
     def commit(user_id: int, as_of: int, n_events: int, result) -> None:
@@ -390,7 +389,7 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
             if cancel is not None and cancel():
                 summary.cancelled = True
                 break
-            history = _history_for(ws, user_id, as_of, medians, categories)
+            history = snapshot_history(ws, user_id, as_of, medians, categories)
             stored = states.get((user_id, as_of))
             unchanged = stored is not None and stored[1] == input_hash(
                 history, PROMPT_VERSION, summary.model)
@@ -399,14 +398,9 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
                 done += 1
                 report(done, len(todo), "profiles")
                 continue
-            if pool is None and batched:
+            if pool is None:
                 loaded.extend(_load_engines(llm, chat_format, concurrency, engines))
                 pool = _ProfilePool(loaded, concurrency)
-            if pool is None:
-                if profiler is None:
-                    profiler = _load_profiler(llm, chat_format)
-                commit(user_id, as_of, len(history.events), profiler.profile(history))
-                continue
             # Wait for a free worker first (committing what finishes), then look at the
             # cancel flag again: a cancel that came meanwhile must stop this request too.
             pool.wait_for_room(commit)
@@ -424,8 +418,6 @@ def _make_profiles(ws: Workspace, todo: list[tuple[int, int]], summary: Profiles
             pool.close()
         for engine in loaded:
             engine.close()
-        if profiler is not None:
-            profiler.llm.close()
     summary.profiling_seconds = time.perf_counter() - profiling_started
     if failure is not None:
         raise DynllmError(f"{failure}; profiles stopped — {summary.made + summary.failed} made "
@@ -566,17 +558,6 @@ def _load_engines(llm: str, chat_format: str | None, sequences: int, engines: in
             engine.close()
         raise DynllmError(str(exc)) from None
     return loaded
-
-
-def _load_profiler(llm: str, chat_format: str | None):
-    from models.profiles.errors import ModelLoadError
-    from models.profiles.llm_backend import LocalLLM
-    from models.profiles.profiler import Profiler
-
-    try:
-        return Profiler(LocalLLM(llm, chat_format=chat_format))
-    except ModelLoadError as exc:
-        raise DynllmError(str(exc)) from None
 
 
 def _store(ws: Workspace, user_id: int, as_of: int, n_events: int, result) -> None:

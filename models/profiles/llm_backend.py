@@ -86,6 +86,9 @@ class Completion:
     prompt_eval_s: float  # llama.cpp's timings; 0.0 if the build does not report them
     decode_s: float
     wall_s: float
+    # Of completion_tokens, those the schema forced and the batched engine evaluated in a batch
+    # instead of decoding one by one (jump-forward; batched_llm.py); 0 elsewhere.
+    forced_tokens: int = 0
 
     @property
     def cached_tokens(self) -> int:

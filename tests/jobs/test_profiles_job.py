@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from dynllm_tui.jobs.control import CancelFlag
-from dynllm_tui.jobs.profiles import _history_for, profiles_job
+from dynllm_tui.jobs.profiles import profiles_job, snapshot_history
 from dynllm_tui.jobs.workspace_data import load_profile_vectors
 from models.profiles.prompt import build_messages
 from models.profiles.text_encoder import TextEncoder
@@ -72,7 +72,7 @@ def test_profiles_are_valid_and_leak_free(profiled, five_users):
                 assert snap["categories_source"] == "derived_from_titles"
                 assert snap["brands_source"] == "unknown" and snap["favored_brands"] == []
                 # Chosen from candidates drawn from this user's own history before as_of.
-                _, _, candidates = build_messages(_history_for(ws, user_id, snap["as_of"]))
+                _, _, candidates = build_messages(snapshot_history(ws, user_id, snap["as_of"]))
                 assert set(snap["preferred_categories"]) <= set(candidates.categories)
 
 

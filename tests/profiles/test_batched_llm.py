@@ -58,6 +58,9 @@ def test_concurrent_requests_answer_schema_valid_profiles(engine, real_histories
     # first one evaluate only their own part.
     assert min(c.prompt_tokens_evaluated for c in completions) < 400
     assert engine.decode_calls < sum(c.completion_tokens for c in completions)
+    # Jump-forward (on by default): the keys, the punctuation and the rest of each category
+    # once its first letters decide it are appended, not decoded one call a token.
+    assert all(0 < c.forced_tokens < c.completion_tokens for c in completions)
 
 
 def test_profiler_over_the_engine(engine, real_histories):
@@ -75,7 +78,7 @@ def test_greedy_single_sequence_equals_local_llm(llm, real_histories):
     kernels (batched rows), whose rounding can flip a near-tie: see the module doc of
     models/profiles/batched_llm.py (5 of 12 greedy answers equal at 4 sequences)."""
     requests = _requests(real_histories[:3])
-    single = BatchedLLM(n_seq=1)
+    single = BatchedLLM(n_seq=1, jump_forward=False)  # every token decoded, as LocalLLM does
     try:
         for system, user, candidates in requests:
             kwargs = {"schema": profile_schema(candidates), "max_tokens": MAX_TOKENS,
@@ -95,7 +98,8 @@ def test_lazy_grammar_gives_the_eager_greedy_answers(real_histories):
     picks the same greedy tokens as the grammar applied to the whole vocabulary first: a
     valid argmax is the argmax of the valid tokens."""
     requests = _requests(real_histories[:3])
-    lazy, eager = BatchedLLM(n_seq=1), BatchedLLM(n_seq=1, lazy_grammar=False)
+    lazy = BatchedLLM(n_seq=1, jump_forward=False)  # the eager grammar never jumps
+    eager = BatchedLLM(n_seq=1, lazy_grammar=False)
     try:
         for system, user, candidates in requests:
             kwargs = {"schema": profile_schema(candidates), "max_tokens": MAX_TOKENS,
@@ -116,7 +120,7 @@ def test_lazy_grammar_resamples_a_token_the_grammar_refuses(real_histories):
     system, user, _ = _requests(real_histories[:1])[0]
     schema = {"type": "object", "properties": {"zq": {"enum": ["xylophone quokka"]}},
               "required": ["zq"], "additionalProperties": False}
-    model = BatchedLLM(n_seq=1)
+    model = BatchedLLM(n_seq=1, jump_forward=False)  # with it, nothing would be sampled
     try:
         for temperature in (0.0, 0.8):
             before = model.grammar_rejects
@@ -124,6 +128,60 @@ def test_lazy_grammar_resamples_a_token_the_grammar_refuses(real_histories):
                                 temperature=temperature, seed=3)
             assert json.loads(answer.text) == {"zq": "xylophone quokka"}
             assert model.grammar_rejects > before
+    finally:
+        model.close()
+
+
+def test_jump_forward_writes_what_the_schema_forces_without_decoding_it(real_histories):
+    """An answer the schema fixes entirely is written by jump-forward alone: no token is
+    sampled, none refused, and the answer is the one the grammar allows. A schema with a free
+    phrase: its key and punctuation are forced, the phrase is the model's."""
+    system, user, _ = _requests(real_histories[:1])[0]
+    fixed = {"type": "object", "properties": {"zq": {"enum": ["xylophone quokka"]}},
+             "required": ["zq"], "additionalProperties": False}
+    phrase = {"type": "object", "additionalProperties": False, "required": ["a", "zq"],
+              "properties": {"zq": {"enum": ["xylophone quokka"]},
+                             "a": {"type": "string", "pattern": "^[a-z][a-z ]{1,30}$"}}}
+    model = BatchedLLM(n_seq=1)
+    try:
+        answer = model.chat(system, user, schema=fixed, max_tokens=40, temperature=0.0)
+        assert json.loads(answer.text) == {"zq": "xylophone quokka"}
+        assert answer.finish_reason == "stop"
+        assert answer.forced_tokens == answer.completion_tokens > 0
+        assert model.grammar_checks == 0
+        answer = model.chat(system, user, schema=phrase, max_tokens=60, temperature=0.0)
+        obj = json.loads(answer.text)
+        assert list(obj) == ["a", "zq"] and obj["zq"] == "xylophone quokka" and obj["a"]
+        assert answer.text.startswith('{"a":"')
+        assert 0 < answer.forced_tokens < answer.completion_tokens
+        # A cut inside the forced opening is a cut like any other.
+        cut = model.chat(system, user, schema=phrase, max_tokens=2, temperature=0.0)
+        assert cut.finish_reason == "length" and cut.completion_tokens == 2
+    finally:
+        model.close()
+
+
+def test_a_forced_token_the_grammar_refuses_stops_jump_forward(real_histories):
+    """The grammar has the last word: given a shape that disagrees with it (keys in another
+    order), the first refused token ends the forcing, the shape is dropped when the model's own
+    text leaves it, and the answer still follows the schema."""
+    from models.profiles.answer_shape import AnswerShape
+
+    system, user, _ = _requests(real_histories[:1])[0]
+    schema = {"type": "object", "additionalProperties": False, "required": ["a", "b"],
+              "properties": {"a": {"enum": ["yes", "no"]}, "b": {"enum": ["red", "blue"]}}}
+    swapped = {**schema, "properties": {"b": schema["properties"]["b"],
+                                        "a": schema["properties"]["a"]}}
+    model = BatchedLLM(n_seq=1)
+    try:
+        grammar, _ = model._grammar(schema)
+        model._grammars[json.dumps(schema, sort_keys=True)] = (
+            grammar, AnswerShape.from_schema(swapped))
+        answer = model.chat(system, user, schema=schema, max_tokens=40, temperature=0.0)
+        obj = json.loads(answer.text)
+        assert list(obj) == ["a", "b"] and obj["a"] in ("yes", "no") and obj["b"] in (
+            "red", "blue")
+        assert answer.forced_tokens == 1  # '{"' only: the next forced token ('b') was refused
     finally:
         model.close()
 
@@ -267,7 +325,7 @@ def test_job_with_two_in_process_sequences_stores_what_one_does(tmp_path, prepar
     shutil.copy(prepared, one)
     shutil.copy(prepared, two)
     kwargs = {"every": "week", "min_new": 1, "users": users, "embed": False}
-    first = profiles_job(one, concurrency=1, engines=1, **kwargs)  # LocalLLM, one at a time
+    first = profiles_job(one, concurrency=1, engines=1, **kwargs)  # one engine, one sequence
     second = profiles_job(two, concurrency=2, engines=2, **kwargs)  # 2 engines x 2 sequences
     assert first.planned == second.planned == len(users)
     assert second.made + second.failed == second.planned

@@ -135,7 +135,7 @@ def test_facts_use_only_events_before_as_of(demo_workspace):
     """On a real workspace copy: change every later price, the user's later quantities, and add
     a line at as_of and after it; the prompt (and its hash) stays the same. Changing earlier
     prices of the other customers does change it, so the comparison can fail."""
-    from dynllm_tui.jobs.profiles import _history_for
+    from dynllm_tui.jobs.profiles import snapshot_history
     from models.data.snapshots import plan_snapshots
     from storage.profiles import interaction_arrays
     from storage.workspace import Workspace
@@ -151,7 +151,7 @@ def test_facts_use_only_events_before_as_of(demo_workspace):
         user_id, as_of, n_events = pick[0]
 
         def prompt():
-            h = _history_for(ws, user_id, as_of)
+            h = snapshot_history(ws, user_id, as_of)
             assert len(h.events) == n_events
             return build_messages(h)[1], input_hash(h, PROMPT_VERSION, "m")
 

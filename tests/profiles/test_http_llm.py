@@ -223,7 +223,7 @@ def test_endpoints_serving_different_models_are_refused(demo_workspace):
 @pytest.mark.parametrize("dialect", ["json_object", "json_schema"])
 def test_the_request_carries_the_in_process_prompt_schema_and_sampling(workspace, users,
                                                                       dialect):
-    from dynllm_tui.jobs.profiles import _history_for
+    from dynllm_tui.jobs.profiles import snapshot_history
     from models.profiles.profiler import ATTEMPTS, MAX_TOKENS, REPEAT_PENALTY
     from models.profiles.prompt import build_messages, profile_schema
 
@@ -232,7 +232,7 @@ def test_the_request_carries_the_in_process_prompt_schema_and_sampling(workspace
                      embed=False, server=ServerSettings(response_format=dialect))
     with Workspace.open(workspace, create=False) as ws:
         user_id, as_of = ws.conn.execute("SELECT user_id, as_of FROM profiles").fetchone()
-        system, user, candidates = build_messages(_history_for(ws, user_id, as_of))
+        system, user, candidates = build_messages(snapshot_history(ws, user_id, as_of))
     schema = profile_schema(candidates)
     assert len(prose.bodies) == 2  # the first answer and its retry
     for body, (temperature, seed) in zip(prose.bodies, ATTEMPTS, strict=True):

@@ -3,6 +3,7 @@ bench on a real demo slice profiled by the real LLM (numbers in range)."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -96,3 +97,24 @@ def test_bench_on_a_real_profiled_slice(tmp_path, demo_workspace_file):
         assert probe["recall@5"]["history"] > 0
     text = bench.render(result)
     assert "Recall@5" in text or "too few" in text
+
+    # The template workspace (to train on beside the LLM's): every ok profile replaced by its
+    # template, embedded; the source workspace untouched.
+    from dynllm_tui.jobs.profiles import stored_encoder_name
+    from dynllm_tui.jobs.workspace_data import load_profile_vectors
+
+    copy = tmp_path / "templates.db"
+    assert bench.write_template_workspace(db, copy) == summary.made
+    with Workspace.open(copy, create=False) as ws:
+        rows = ws.conn.execute("SELECT crowd_segment, interests, model FROM profiles "
+                               "WHERE status = 'ok'").fetchall()
+        vectors = load_profile_vectors(ws, stored_encoder_name(ws))
+    with Workspace.open(db, create=False) as ws:
+        models = {m for (m,) in ws.conn.execute("SELECT model FROM profiles")}
+    assert len(rows) == summary.made and {m for _, _, m in rows} == {"template (no LLM)"}
+    assert models == {"smollm2"}
+    assert all(seg and json.loads(interests) for seg, interests, _ in rows)
+    assert {t["crowd_segment"] for t in data["templates"]} == {seg for seg, _, _ in rows}
+    assert len(vectors["user"]) == summary.made  # every template profile has its vectors
+    with pytest.raises(SystemExit, match="exists"):
+        bench.write_template_workspace(db, copy)

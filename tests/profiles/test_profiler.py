@@ -50,7 +50,7 @@ def planned_histories(demo_workspace_file):
     """Five snapshots the profile job plans on the real demo workspace, each with the history
     the job builds for it (dynllm_tui.jobs.profiles), and every event of those users (both from
     the workspace, so the second is an independent look at what the first may hold)."""
-    from dynllm_tui.jobs.profiles import _history_for
+    from dynllm_tui.jobs.profiles import snapshot_history
     from models.data.snapshots import DEFAULT_MIN_NEW, plan_snapshots
     from storage.profiles import interaction_arrays
     from storage.workspace import Workspace
@@ -67,7 +67,7 @@ def planned_histories(demo_workspace_file):
                 users.add(user)
             if len(picked) == 5:
                 break
-        histories = [_history_for(ws, user, as_of) for user, as_of in picked]
+        histories = [snapshot_history(ws, user, as_of) for user, as_of in picked]
         events = {user: sorted(ws.conn.execute(
             "SELECT ts, i.external_id FROM interactions x JOIN items i ON i.id = x.item_id "
             "WHERE x.user_id = ?", (user,)).fetchall()) for user, _ in picked}

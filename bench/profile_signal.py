@@ -19,10 +19,10 @@ slice profiled with `profiles --limit N` will do. Prints:
    scores and scored by Recall@5 = |top 5 and target| / |target|, averaged over snapshots.
    Features, each the four facet vectors concatenated (an absent facet is zeros):
      - llm: the stored facet embeddings of the LLM profile;
-     - template: the same four facets written without the LLM from the same inputs
-       (models.profiles.facts and the candidates): segment = frequency, country, order size,
+     - template: the same four facets written without the LLM from the same inputs by the
+       template writer (models.profiles.template: segment = frequency, country, order size,
        price level and first category; interests = the most bought titles; categories = the
-       candidate categories; brands = the candidate brands; embedded with the same encoder;
+       candidate categories; brands = the candidate brands), embedded with the same encoder;
    and two guesses without a probe: popularity (the 5 categories most often in the training
    half's targets) and history (the user's own 5 most bought categories before as_of).
    llm against template says whether the LLM adds anything over its inputs. The table shows
@@ -152,24 +152,11 @@ def probe(x: np.ndarray, y: np.ndarray, users: np.ndarray, train: np.ndarray,
 
 
 def template_texts(history, candidates) -> dict[str, str]:
-    """The four facets written without the LLM from the inputs the LLM gets."""
-    from models.profiles.prompt import _order_size, clean_text, history_facts
+    """The four facets written without the LLM from the inputs the LLM gets (the template
+    writer's, models.profiles.template), one text each as the encoder embeds them."""
+    from models.profiles.template import template_facets
 
-    facts = history_facts(history)
-    country = str(history.attributes.get("country", "")).strip()
-    quantities = [e.quantity for e in history.events
-                  if e.quantity is not None and math.isfinite(e.quantity)]
-    size = _order_size(sum(quantities) / len(quantities)) if quantities else ""
-    words = [facts.frequency, country, size, "buyer of", facts.price_level or "",
-             candidates.categories[0] if candidates.categories else "goods"]
-    counts = Counter(e.item_id for e in history.events)
-    title = {e.item_id: e.title or str(e.item_id) for e in history.events}
-    return {
-        "crowd_segment": " ".join(w for w in words if w),
-        "interests": "; ".join(clean_text(title[i], 40) for i, _ in counts.most_common(TOP)),
-        "preferred_categories": "; ".join(candidates.categories[:TOP]),
-        "favored_brands": "; ".join(candidates.brands[:TOP]),
-    }
+    return template_facets(history, candidates).texts()
 
 
 def write_template_workspace(src: Path, dst: Path) -> int:
@@ -182,6 +169,7 @@ def write_template_workspace(src: Path, dst: Path) -> int:
     from dynllm_tui.jobs.profiles import embed_texts, snapshot_history
     from dynllm_tui.jobs.taxonomy import stored_categories
     from models.profiles.prompt import build_candidates
+    from models.profiles.template import TEMPLATE_WRITER, template_facets
     from storage.profiles import save_profile
     from storage.workspace import Workspace
 
@@ -195,16 +183,12 @@ def write_template_workspace(src: Path, dst: Path) -> int:
         derived, medians = stored_categories(ws), {}
         for user_id, as_of in rows:
             h = snapshot_history(ws, user_id, as_of, medians, derived)
-            text = template_texts(h, build_candidates(h))
+            facets = template_facets(h, build_candidates(h)).to_dict()
             cursor = ws.conn.execute("SELECT * FROM profiles WHERE user_id = ? AND as_of = ?",
                                      (user_id, as_of))
             record = dict(zip([d[0] for d in cursor.description], cursor.fetchone(),
                               strict=True))
-            record.update({
-                "crowd_segment": text["crowd_segment"],
-                **{k: [v for v in text[k].split("; ") if v]
-                   for k in ("interests", "preferred_categories", "favored_brands")},
-                "model": "template (no LLM)", "raw": None})
+            record.update({**facets, "model": TEMPLATE_WRITER, "raw": None})
             save_profile(ws, user_id, as_of, record)
         embed_texts(ws)
     return len(rows)

@@ -210,8 +210,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
                             retries=args.retries)
     with progress_bar("profiles") as bar, cancel_on_sigint() as cancel:
         summary = profiles_job(
-            args.db, llm=args.llm, chat_format=args.chat_format, every=args.every,
-            min_new=args.min_new, users=users, limit=args.limit,
+            args.db, writer=args.writer, llm=args.llm, chat_format=args.chat_format,
+            every=args.every, min_new=args.min_new, users=users, limit=args.limit,
             retry_failed=args.retry_failed, embed=not args.no_embed,
             concurrency=args.concurrency, engines=args.engines, server=server,
             encoder=args.encoder,
@@ -225,11 +225,16 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
         print(
             f"profiles: {summary.made} made, {summary.failed} failed, {summary.skipped} "
             f"unchanged (of {summary.planned} planned) with {summary.model}; "
-            f"{summary.seconds_per_profile:.2f} s per profile; "
+            f"{_per_profile(summary.seconds_per_profile)} per profile; "
             f"embedded {sum(summary.embedded.values())} texts; {summary.seconds:.1f} s"
             + ("; cancelled: rerun to resume" if summary.cancelled else "")
         )
     return EXIT_INTERRUPTED if summary.cancelled else 0
+
+
+def _per_profile(seconds: float) -> str:
+    # Template profiles take well under a millisecond: "0.00 s" would say nothing.
+    return f"{seconds:.2f} s" if seconds >= 0.01 else f"{seconds * 1000:.2f} ms"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -389,6 +394,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     db = args.db or default_demo_workspace()
     options = {"profile_limit": args.profile_users}
+    if args.writer is not None:
+        options["writer"] = args.writer
     if args.epochs is not None:
         from dynllm_tui.jobs.train_settings import check_train_settings
 
@@ -412,7 +419,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if summary.profiles is not None:
         p = summary.profiles
         print(f"profiles: {p.made} made, {p.skipped} already there, {p.failed} failed "
-              f"({p.seconds_per_profile:.2f} s each)")
+              f"({_per_profile(p.seconds_per_profile)} each, {p.model})")
     if summary.training is not None:
         t = summary.training
         full = t.test.get("full", {})

@@ -56,11 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     tax.add_argument("--json", action="store_true", help="print one JSON object")
 
     prof = sub.add_parser(
-        "profiles", help="write time-stamped user profiles with the local LLM, embed them",
+        "profiles", help="write time-stamped user profiles (by template or with the local "
+        "LLM), embed them",
         description="Profiles are made at calendar boundaries from each user's history strictly "
         "before the boundary (plus a final one after the last event), committed one by one: "
         "Ctrl-C or kill, then rerun to resume; unchanged snapshots are skipped.",
     )
+    prof.add_argument("--writer", choices=["template", "llm"],
+                      help="who writes the facets: template (by rule from the same facts and "
+                      "candidates the LLM is given; seconds for a whole store; validated as "
+                      "well as the LLM's, see README) or llm (the local model or --llm "
+                      "servers, about a second a profile). Default: llm when --llm names another "
+                      "model or a server, or the workspace's profiles came from a model, else "
+                      "template")
     prof.add_argument("--llm", default="smollm2", metavar="NAME|PATH|URL",
                       help="packaged model (smollm2, gemma3-270m), a .gguf file, or "
                       "OpenAI-compatible servers: http://HOST:PORT/v1[,http://HOST2:PORT/v1]")
@@ -207,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--profile-users", type=int, metavar="N",
                       help="profile only the N most active customers (quicker; the others use "
                       "the model's no-profile vector)")
+    demo.add_argument("--writer", choices=["template", "llm"],
+                      help="who writes the profiles (see `profiles --writer`; default: "
+                      "template, or llm when the demo workspace already holds LLM profiles)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 15, "
                       "with early stopping)")
     demo.add_argument("--progress-jsonl", action="store_true", help="machine-readable output "

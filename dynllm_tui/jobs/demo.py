@@ -28,7 +28,8 @@ def default_demo_workspace() -> Path:
 # The demo's profile policy: every customer with 5 lines gets a first snapshot (the coverage
 # rule of models.data.snapshots: 199 of the slice's 200 customers, 99.5% of test events covered);
 # refreshes are rare (200 new lines), which gives 217 profiles on the four-month slice instead of
-# 254 at 100 lines, about 6-7 min of LLM time on two cores.
+# 254 at 100 lines: about 6-7 min of LLM time on two cores with `--writer llm`, seconds with the
+# default template writer (dynllm_tui.jobs.profiles.DEFAULT_WRITER, chosen on validation).
 DEMO_MIN_NEW = 200
 DEMO_EPOCHS = 15
 DEMO_PATIENCE = 4
@@ -60,10 +61,12 @@ def demo_job(
     profile_limit: int | None = None,
     epochs: int = DEMO_EPOCHS,
     min_new: int = DEMO_MIN_NEW,
+    writer: str | None = None,
 ) -> DemoSummary:
-    """Build the demo workspace from the shipped slice: import, LLM profiles and their
-    embeddings, training, replay. `progress(done, total, phase)` names the phase ("import",
-    "profiles", "embeddings", "train", "replay"). Every phase resumes: a rerun after a cancel or
+    """Build the demo workspace from the shipped slice: import, profiles (`writer`: see
+    profiles_job; None is its default) and their embeddings, training, replay.
+    `progress(done, total, phase)` names the phase ("import", "profiles", "embeddings",
+    "train", "replay"). Every phase resumes: a rerun after a cancel or
     a crash skips the imported file, the stored profiles and a finished run.
     `profile_limit` profiles only the most active users (tests use it to stay quick)."""
     from dynllm_tui.jobs.profiles import profiles_job
@@ -88,7 +91,8 @@ def demo_job(
         summary.cancelled = True
         return summary
     summary.profiles = phase("profiles", lambda: profiles_job(
-        db, min_new=min_new, limit=profile_limit, progress=report, cancel=cancel))
+        db, writer=writer, min_new=min_new, limit=profile_limit, progress=report,
+        cancel=cancel))
     if summary.profiles.cancelled or stopped():
         summary.cancelled = True
         return summary

@@ -53,7 +53,8 @@ def ablation_workspace(tmp_path_factory, online_retail: Path) -> AblationWorkspa
         data = write_head(online_retail, folder / "slice20k.csv", SLICE_ROWS)
         imported = json.loads(cli(db, "import", str(data), "--preset", "online-retail",
                                   "--json"))
-        profiled = json.loads(cli(db, "profiles", "--limit", "6", "--every", "week",
+        profiled = json.loads(cli(db, "profiles", "--writer", "llm", "--limit", "6",
+                                  "--every", "week",
                                   "--min-new", "20", "--json"))
         trained = json.loads(cli(db, "train", "--epochs", "1", "--ablation", ABLATION,
                                  "--json"))

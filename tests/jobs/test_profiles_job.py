@@ -1,4 +1,5 @@
-"""The profile job end to end: real customers, the real packaged LLM and text encoder.
+"""The profile job's LLM writer end to end: real customers, the real packaged LLM and text encoder
+(the template writer: tests/jobs/test_template_profiles.py).
 
 Five real Online Retail customers from the shipped slice, quarterly snapshots (a boundary on
 2011-10-01 plus the final one), so ten profiles at most: small enough for CI, real in every part.
@@ -44,7 +45,7 @@ def profiled(tmp_path_factory, demo_workspace_file, five_users):
 
     db = tmp_path_factory.mktemp("profiles") / "ws.db"
     shutil.copy(demo_workspace_file, db)
-    summary = profiles_job(db, every="quarter", min_new=1, users=five_users)
+    summary = profiles_job(db, writer="llm", every="quarter", min_new=1, users=five_users)
     return db, summary
 
 
@@ -78,7 +79,8 @@ def test_profiles_are_valid_and_leak_free(profiled, five_users):
 
 def test_rerun_makes_nothing_new(profiled, five_users):
     db, first = profiled
-    again = profiles_job(db, every="quarter", min_new=1, users=five_users, embed=False)
+    again = profiles_job(db, writer="llm", every="quarter", min_new=1, users=five_users,
+                         embed=False)
     assert again.made == again.failed == 0 and again.skipped == first.planned
 
 
@@ -114,10 +116,11 @@ def test_cancel_then_resume(tmp_path, demo_workspace_file, five_users):
 
     # One engine, one request at a time: the cancel lands between two profiles (the pool of
     # several engines is cancelled in tests/profiles/test_batched_llm.py).
-    first = profiles_job(db, every="quarter", min_new=1, users=five_users[:2],
+    first = profiles_job(db, writer="llm", every="quarter", min_new=1, users=five_users[:2],
                          progress=stop_after_two, cancel=flag, embed=False, engines=1)
     assert first.cancelled and first.made + first.failed == 2
-    second = profiles_job(db, every="quarter", min_new=1, users=five_users[:2], embed=False)
+    second = profiles_job(db, writer="llm", every="quarter", min_new=1, users=five_users[:2],
+                          embed=False)
     assert second.skipped == 2 and second.made + second.failed == second.planned - 2
 
 
@@ -126,9 +129,9 @@ def test_kill_9_then_resume(tmp_path, demo_workspace_file, five_users):
 
     db = tmp_path / "ws.db"
     shutil.copy(demo_workspace_file, db)
-    args = [sys.executable, "-m", "dynllm_tui.cli", "--db", str(db), "profiles", "--every",
-            "quarter", "--min-new", "1", "--users", ",".join(five_users[:2]), "--no-embed",
-            "--json"]
+    args = [sys.executable, "-m", "dynllm_tui.cli", "--db", str(db), "profiles", "--writer",
+            "llm", "--every", "quarter", "--min-new", "1", "--users", ",".join(five_users[:2]),
+            "--no-embed", "--json"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     made = 0

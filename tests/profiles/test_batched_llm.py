@@ -324,7 +324,7 @@ def test_job_with_two_in_process_sequences_stores_what_one_does(tmp_path, prepar
     one, two = tmp_path / "one.db", tmp_path / "two.db"
     shutil.copy(prepared, one)
     shutil.copy(prepared, two)
-    kwargs = {"every": "week", "min_new": 1, "users": users, "embed": False}
+    kwargs = {"writer": "llm", "every": "week", "min_new": 1, "users": users, "embed": False}
     first = profiles_job(one, concurrency=1, engines=1, **kwargs)  # one engine, one sequence
     second = profiles_job(two, concurrency=2, engines=2, **kwargs)  # 2 engines x 2 sequences
     assert first.planned == second.planned == len(users)
@@ -348,7 +348,7 @@ def test_job_cancelled_then_resumed_with_two_sequences(tmp_path, prepared, users
         if phase == "profiles" and done >= 1:
             flag.set()
 
-    kwargs = {"every": "week", "min_new": 1, "users": users, "embed": False,
+    kwargs = {"writer": "llm", "every": "week", "min_new": 1, "users": users, "embed": False,
               "concurrency": sequences, "engines": engines}  # 2 in flight, 4 users
     first = profiles_job(db, progress=stop_after_one, cancel=flag, **kwargs)
     kept = _snapshots(db)

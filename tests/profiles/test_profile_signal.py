@@ -74,7 +74,7 @@ def test_bench_on_a_real_profiled_slice(tmp_path, demo_workspace_file):
         users = [r[0] for r in ws.conn.execute(
             "SELECT u.external_id FROM interactions x JOIN users u ON u.id = x.user_id "
             "GROUP BY x.user_id ORDER BY count(*) DESC LIMIT 12 OFFSET 40")]
-    summary = profiles_job(db, every="quarter", min_new=1, users=users)
+    summary = profiles_job(db, writer="llm", every="quarter", min_new=1, users=users)
     assert summary.made >= 12
     data = bench.load(db)
     result = bench.evaluate(data, seed=0)

@@ -122,7 +122,9 @@ def profiles_made(home: HomeScreen) -> int:
 
 async def test_home_and_hidden_users_follow_the_real_demo_build(tmp_path):
     app = WorkbenchApp(str(tmp_path / "demo.db"), config=UiConfig(),
-                       demo_options={"profile_limit": 3, "epochs": 1})
+                       # The LLM writer: its profiles come one by one, about a second apart,
+                       # so the count is seen to move while the phase runs.
+                       demo_options={"profile_limit": 3, "epochs": 1, "writer": "llm"})
     app.animation_level = "none"
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

@@ -61,7 +61,9 @@ def demo_args(options: dict[str, Any]) -> list[str]:
         args += ["--profile-users", str(options["profile_limit"])]
     if options.get("epochs") is not None:
         args += ["--epochs", str(options["epochs"])]
-    unknown = set(options) - {"profile_limit", "epochs"}
+    if options.get("writer") is not None:
+        args += ["--writer", str(options["writer"])]
+    unknown = set(options) - {"profile_limit", "epochs", "writer"}
     if unknown:
         raise ValueError(f"demo options the CLI does not take: {', '.join(sorted(unknown))}")
     return args

@@ -72,10 +72,11 @@ def test_bad_input_gives_absent_facets_not_a_crash():
 
 @pytest.fixture(scope="module")
 def templated(tmp_path_factory, demo_workspace_file):
-    """The shipped slice (200 real customers) profiled by the default writer, embedded."""
+    """The 60 most active customers of the shipped slice profiled by the default writer (with
+    the derived taxonomy it needs), embedded."""
     db = tmp_path_factory.mktemp("template") / "ws.db"
     shutil.copy(demo_workspace_file, db)
-    summary = profiles_job(db, every="quarter", min_new=100)
+    summary = profiles_job(db, every="quarter", min_new=100, limit=60)
     return db, summary
 
 
@@ -83,7 +84,7 @@ def test_default_job_writes_templates_of_real_histories(templated):
     db, summary = templated
     assert DEFAULT_WRITER == "template" and summary.writer == "template"
     assert summary.model == TEMPLATE_WRITER and summary.completion_tokens == 0
-    assert summary.planned > 150 and summary.made == summary.planned and summary.failed == 0
+    assert summary.planned >= 60 and summary.made == summary.planned and summary.failed == 0
     with Workspace.open(db, create=False) as ws:
         assert stored_writer(ws) == "template"
         user_id, as_of = ws.conn.execute(
@@ -107,7 +108,7 @@ def test_default_job_writes_templates_of_real_histories(templated):
 
 def test_rerun_skips_every_snapshot(templated):
     db, first = templated
-    again = profiles_job(db, every="quarter", min_new=100, embed=False)
+    again = profiles_job(db, every="quarter", min_new=100, limit=60, embed=False)
     assert again.skipped == first.planned and again.made == 0
 
 
@@ -130,26 +131,30 @@ def test_the_writer_is_chosen_as_documented(templated, tmp_path):
 
 
 @pytest.mark.slow
-def test_switching_to_the_llm_redoes_the_snapshots(tmp_path, demo_workspace_file):
-    """Template profiles of one real customer, then `--writer llm`: each snapshot is made again
-    by the model (the writer enters the input hash), and a later default run keeps the LLM's."""
+def test_switching_to_the_llm_redoes_the_snapshots(templated, tmp_path):
+    """Template profiles of one real customer, then `--writer llm`: each of its snapshots is
+    made again by the model (the writer enters the input hash), and a later run without
+    --writer keeps the LLM's."""
+    source, _ = templated
     db = tmp_path / "ws.db"
-    shutil.copy(demo_workspace_file, db)
+    shutil.copy(source, db)
     with Workspace.open(db, create=False) as ws:
-        user = ws.conn.execute(
-            "SELECT u.external_id FROM interactions x JOIN users u ON u.id = x.user_id "
-            "GROUP BY x.user_id ORDER BY count(*) DESC LIMIT 1 OFFSET 60").fetchone()[0]
-    kwargs = {"every": "quarter", "min_new": 1000, "users": [user], "embed": False}
-    first = profiles_job(db, **kwargs)
-    assert first.writer == "template" and first.made == first.planned >= 1
+        user_id, user, snapshots = ws.conn.execute(
+            "SELECT p.user_id, u.external_id, count(*) FROM profiles p JOIN users u "
+            "ON u.id = p.user_id GROUP BY p.user_id ORDER BY count(*), p.user_id LIMIT 1"
+        ).fetchone()
+    kwargs = {"every": "quarter", "min_new": 100, "users": [user], "embed": False}
     second = profiles_job(db, writer="llm", **kwargs)
     assert second.writer == "llm" and second.skipped == 0
-    assert second.made + second.failed == first.planned
+    assert second.made + second.failed == second.planned == snapshots
     third = profiles_job(db, **kwargs)  # no --writer: the workspace's LLM profiles are kept
-    assert third.writer == "llm" and third.skipped == first.planned
+    assert third.writer == "llm" and third.skipped == snapshots
     with Workspace.open(db, create=False) as ws:
-        models = {m for (m,) in ws.conn.execute("SELECT model FROM profiles")}
-    assert TEMPLATE_WRITER not in models
+        models = {m for (m,) in ws.conn.execute(
+            "SELECT model FROM profiles WHERE user_id = ?", (user_id,))}
+        others = {m for (m,) in ws.conn.execute(
+            "SELECT model FROM profiles WHERE user_id != ?", (user_id,))}
+    assert TEMPLATE_WRITER not in models and others == {TEMPLATE_WRITER}
 
 
 def test_llm_options_with_the_template_writer_are_one_clear_line(demo_workspace):

@@ -43,10 +43,11 @@ MAX_ENGINES = 8
 # Who writes the facets: "template" sets them by rule from the facts and candidates the LLM's
 # prompt carries (models/profiles/template.py, well under a millisecond a profile); "llm" asks
 # the local model or the endpoints (about a second a profile on two cores). The default is the
-# template, chosen on validation: trained on it DynLLM validated as well as on the LLM's
-# profiles with the paper model (best validation Recall@10, 3 seeds: Online Retail 0.0275 vs
-# 0.0270, Complete Journey 0.0452 vs 0.0454) and better with the text term (0.0410 vs 0.0343,
-# 0.0465 vs 0.0457); see README "The lift of profiles".
+# template, chosen on validation: trained on it DynLLM validated level with the LLM's profiles
+# with the paper model (mean best validation Recall@10, 3 seeds: Online Retail 0.0275 vs
+# 0.0270, Complete Journey 0.0447 vs 0.0454, both within the seeds' spread) and ahead with the
+# text term (0.0410 vs 0.0343, 0.0460 vs 0.0457), at a thousandth of the cost; see README
+# "The lift of profiles".
 WRITERS = ("template", "llm")
 DEFAULT_WRITER = "template"
 DEFAULT_LLM = "smollm2"

@@ -2,10 +2,11 @@
 LLM's prompt carries.
 
 Why this exists: trained on these template profiles, DynLLM did as well as on the LLM's own
-(3 seeds each, best validation Recall@10, README "The lift of profiles"): Online Retail
+(3 seeds each, mean best validation Recall@10, README "The lift of profiles"): Online Retail
 0.0275 against 0.0270 with the paper model and 0.0410 against 0.0343 with the text term;
-Complete Journey 0.0452 against 0.0454 and 0.0465 against 0.0457. The LLM's words add nothing
-measurable over their inputs, and the template costs microseconds a profile instead of a second.
+Complete Journey 0.0447 against 0.0454 (within the seeds' spread) and 0.0460 against 0.0457.
+The LLM's words add nothing measurable over their inputs, and the template costs milliseconds
+a profile instead of a second.
 
 The facets, from the events strictly before `as_of` (the history the LLM would see):
 - crowd_segment: "{orders-a-month word} {country} {order size} buyer of {price level}

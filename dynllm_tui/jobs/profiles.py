@@ -41,7 +41,7 @@ MAX_IN_PROCESS_SEQUENCES = 16
 # laptop has no cores left to give them.
 MAX_ENGINES = 8
 # Who writes the facets: "template" sets them by rule from the facts and candidates the LLM's
-# prompt carries (models/profiles/template.py, well under a millisecond a profile); "llm" asks
+# prompt carries (models/profiles/template.py, ~3 ms a profile with its history read); "llm" asks
 # the local model or the endpoints (about a second a profile on two cores). The default is the
 # template, chosen on validation: trained on it DynLLM validated level with the LLM's profiles
 # with the paper model (mean best validation Recall@10, 3 seeds: Online Retail 0.0275 vs

@@ -44,9 +44,9 @@ MAX_ENGINES = 8
 # prompt carries (models/profiles/template.py, ~3 ms a profile with its history read); "llm" asks
 # the local model or the endpoints (about a second a profile on two cores). The default is the
 # template, chosen on validation: trained on it DynLLM validated level with the LLM's profiles
-# with the paper model (mean best validation Recall@10, 3 seeds: Online Retail 0.0275 vs
-# 0.0270, Complete Journey 0.0447 vs 0.0454, both within the seeds' spread) and ahead with the
-# text term (0.0410 vs 0.0343, 0.0460 vs 0.0457), at a thousandth of the cost; see README
+# with the paper model (mean best validation Recall@10, 3 seeds: Online Retail 0.0267 vs
+# 0.0270, Complete Journey 0.0447 vs 0.0454, both less than the seeds' spread) and ahead with
+# the text term (0.0410 vs 0.0343, 0.0460 vs 0.0457), at a thousandth of the cost; see README
 # "The lift of profiles".
 WRITERS = ("template", "llm")
 DEFAULT_WRITER = "template"

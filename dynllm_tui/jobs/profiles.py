@@ -269,11 +269,12 @@ def profiles_job(
         if text_encoder is not None and not re_embed:
             _check_dimension(ws, text_encoder, encoder)
         llms = _connect(llm, server) if remote else []
-        summary.model = llms[0].name if remote else _resolve(llm, chat_format).name
         if summary.writer == "template":
             from models.profiles.template import TEMPLATE_WRITER
 
             summary.model = TEMPLATE_WRITER
+        else:
+            summary.model = llms[0].name if remote else _resolve(llm, chat_format).name
         try:
             if text_encoder is not None and re_embed:
                 _drop_other_vectors(ws, text_encoder.name)

@@ -27,6 +27,7 @@ import time
 from collections import Counter
 
 from models.profiles.output import ProfileFacets
+from models.profiles.profiler import ProfileResult
 from models.profiles.prompt import (
     INTEREST_CHARS,
     MAX_FACET_ITEMS,
@@ -81,8 +82,6 @@ class TemplateWriter:
 
     def profile(self, history: UserHistory):
         """One template profile. Raises ValueError for an empty history, like the Profiler."""
-        from models.profiles.profiler import ProfileResult
-
         if not history.events:
             raise ValueError(f"user {history.user_id}: no events before as_of={history.as_of}; "
                              "no snapshot to make")
